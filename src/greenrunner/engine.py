@@ -1,0 +1,169 @@
+"""The one selection loop: ask the strategy, evaluate, record, prune; until a stop.
+
+The CLI, the study, the web app and distributed executors all run selections through
+:func:`run_selection`; none of them re-implements it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from greenrunner.budget import Budget
+from greenrunner.candidates import Candidate, check_unique_names
+from greenrunner.errors import ConfigError
+from greenrunner.evaluation.base import EvaluationError, Evaluator
+from greenrunner.history import History, Status
+from greenrunner.reward import RewardModel
+from greenrunner.strategies._base import Strategy
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[History], None]
+
+
+def brute_force_cost(candidates: Sequence[Candidate], n_samples: int) -> tuple[int, float | None]:
+    """Calls and MACs of evaluating every candidate on every sample (MACs None if unknown)."""
+    calls = len(candidates) * n_samples
+    macs = [c.macs for c in candidates]
+    total = (
+        None
+        if any(m is None for m in macs)
+        else float(sum(m for m in macs if m is not None)) * n_samples
+    )
+    return calls, total
+
+
+def cost_per_call(candidates: Sequence[Candidate], unit: str) -> np.ndarray:
+    if unit == "calls":
+        return np.ones(len(candidates))
+    missing = [c.name for c in candidates if c.macs is None]
+    if missing:
+        raise ConfigError(
+            f"a MAC budget needs every candidate's MACs, unknown for {', '.join(missing[:5])}; "
+            "give them (models.csv column mmacs) or use --budget-unit calls"
+        )
+    return np.array([max(float(c.macs or 0.0), 1.0) for c in candidates])
+
+
+def prune_known_costs(history: History) -> None:
+    """Drop candidates that cannot win even if every sample they have not seen is right.
+
+    Uses certain bounds (unseen samples all wrong / all right), so a pruned candidate can
+    never be brute force's pick: this saves compute without risking the answer.
+    """
+    contenders = history.contenders
+    if contenders.sum() <= 1:
+        return
+    low, high = history.accuracy_bounds()
+    rm = history.reward
+    best_low = float(np.max(rm.reward(low)[contenders]))
+    beaten = (rm.reward(high) < best_low - 1e-12) & history.active
+    for arm in np.flatnonzero(beaten):
+        history.set_status(
+            int(arm),
+            Status.PRUNED,
+            "cannot reach the best lower bound even with every unseen sample right",
+        )
+
+
+def _trim(history: History, pulls: dict[int, int]) -> dict[int, int]:
+    """Keep requested pulls of active candidates within their pool and the remaining budget."""
+    out: dict[int, int] = {}
+    remaining = history.remaining_budget
+    active = history.active
+    for arm, count in pulls.items():
+        if not (0 <= arm < history.n_arms) or not active[arm] or count <= 0:
+            continue
+        count = min(int(count), history.n_samples - int(history.pulls[arm]))
+        affordable = int(remaining // history.cost_per_call[arm] + 1e-9)
+        count = min(count, affordable)
+        if count > 0:
+            out[arm] = count
+            remaining -= count * history.cost_per_call[arm]
+    return out
+
+
+def run_selection(
+    candidates: Sequence[Candidate],
+    evaluator: Evaluator,
+    reward: RewardModel,
+    strategy: Strategy,
+    budget: Budget,
+    seed: int,
+    *,
+    progress: ProgressCallback | None = None,
+    prune: bool = True,
+) -> tuple[History, str]:
+    """Run one selection; returns the final history and the stop reason."""
+    check_unique_names(candidates)
+    n = evaluator.n_samples
+    if n <= 0:
+        raise ConfigError("the target data set has no samples; give at least one labelled sample")
+    bf_calls, bf_macs = brute_force_cost(candidates, n)
+    limit = budget.limit(bf_calls, bf_macs if bf_macs is not None else float("nan"))
+    costs = cost_per_call(candidates, budget.unit)
+    # Separate streams, both from the one seed: the sample order and the strategy's choices.
+    order_rng, strategy_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)
+    )
+    history = History(reward, order_rng.permutation(n), costs, limit)
+    strategy.start(history, strategy_rng)
+    stop = _loop(candidates, evaluator, strategy, history, progress, prune)
+    log.info("selection stopped (%s) after %d calls", stop, history.calls)
+    return history, stop
+
+
+def _loop(
+    candidates: Sequence[Candidate],
+    evaluator: Evaluator,
+    strategy: Strategy,
+    history: History,
+    progress: ProgressCallback | None,
+    prune: bool,
+) -> str:
+    while True:
+        if prune:
+            prune_known_costs(history)
+        if not history.active.any():
+            return "exhausted"
+        if history.reward.w_acc == 0:
+            return "decided"  # accuracy has no weight: the known costs decide alone
+        if prune and history.contenders.sum() == 1:
+            return "decided"
+        if history.remaining_budget < float(np.min(history.cost_per_call[history.active])):
+            return "budget"
+        decision = strategy.ask(history)
+        for arm, reason in decision.eliminate.items():
+            if history.active[arm]:
+                history.set_status(arm, Status.ELIMINATED, reason)
+        if decision.stop is not None:
+            return decision.stop
+        pulls = _trim(history, dict(decision.pulls))
+        if not pulls:
+            if not decision.eliminate:
+                return "budget" if decision.pulls else "strategy_done"
+            continue
+        history.rounds += 1
+        for arm, count in pulls.items():
+            _evaluate(candidates[arm], evaluator, history, arm, count)
+        if progress is not None:
+            progress(history)
+
+
+def _evaluate(
+    candidate: Candidate, evaluator: Evaluator, history: History, arm: int, count: int
+) -> None:
+    start = int(history.pulls[arm])
+    ids = history.order[start : start + count]
+    try:
+        outcome = np.asarray(evaluator.evaluate(candidate, ids))
+        if outcome.shape != (count,):
+            raise EvaluationError(f"evaluator returned shape {outcome.shape} for {count} samples")
+    except EvaluationError as exc:
+        log.warning("candidate %s failed: %s", candidate.name, exc)
+        history.set_status(arm, Status.FAILED, str(exc))
+        return
+    history.record(arm, outcome.astype(bool))

@@ -1,0 +1,1 @@
+"""Where candidates come from: replays now; manifests, ONNX folders and catalogues later."""

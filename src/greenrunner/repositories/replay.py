@@ -1,0 +1,229 @@
+"""Replay repositories: recorded per-sample correctness of a set of models.
+
+A folder with ``models.csv`` (column ``name`` required; ``size_mb``, ``mmacs``,
+``params_m``, ``benchmark_accuracy`` (0-1) and ``license`` optional) and either
+``correct.npy`` (N x K booleans, column j = row j of models.csv) or ``predictions.npy``
+(N x K) with ``labels.npy`` (N). Bundled replays are found by name (``objectnet-sim``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from greenrunner.candidates import Candidate
+from greenrunner.errors import DataError, GreenRunnerError
+from greenrunner.evaluation.replay import ReplayEvaluator
+
+OPTIONAL_COLUMNS = ("size_mb", "mmacs", "params_m", "benchmark_accuracy", "license")
+
+
+@dataclass(frozen=True)
+class ReplayRepository:
+    name: str
+    path: Path
+    candidates: tuple[Candidate, ...]
+    evaluator: ReplayEvaluator
+    description: str = ""
+
+
+def bundled_replays() -> dict[str, Path]:
+    """Replays shipped inside the package, by name."""
+    root = Path(str(resources.files("greenrunner"))) / "data" / "replays"
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / "models.csv").is_file()}
+
+
+def resolve_replay(where: str | Path) -> Path:
+    path = Path(where)
+    if path.is_dir():
+        return path
+    bundled = bundled_replays()
+    if str(where) in bundled:
+        return bundled[str(where)]
+    if path.exists():
+        raise DataError(f"replay {str(where)!r} is a file; give the folder that holds models.csv")
+    names = ", ".join(bundled) or "none installed"
+    raise DataError(
+        f"replay folder {str(where)!r} does not exist; give a folder with models.csv and "
+        f"correct.npy, or a bundled replay ({names})"
+    )
+
+
+def _float(path: Path, row: int, column: str, raw: str) -> float | None:
+    raw = raw.strip()
+    if raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DataError(f"{path}: row {row}, column {column}: {raw!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise DataError(
+            f"{path}: row {row}, column {column}: must be finite and non-negative; got {raw!r}"
+        )
+    return value
+
+
+def read_models_csv(path: Path) -> list[Candidate]:
+    if not path.is_file():
+        raise DataError(f"{path} is missing; a replay folder needs models.csv with a 'name' column")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable UTF-8 CSV file ({exc})") from None
+    if "name" not in header:
+        raise DataError(
+            f"{path}: missing required column 'name' (found: {', '.join(header) or 'no header'})"
+        )
+    candidates: list[Candidate] = []
+    seen: dict[str, int] = {}
+    for i, raw_row in enumerate(rows, start=2):  # row 1 is the header
+        row = {(k or "").strip(): (v or "") for k, v in raw_row.items()}
+        name = row["name"].strip()
+        if not name:
+            raise DataError(f"{path}: row {i}: empty model name")
+        if name in seen:
+            raise DataError(f"{path}: duplicate model name {name!r} in rows {seen[name]} and {i}")
+        seen[name] = i
+        size_mb = _float(path, i, "size_mb", row.get("size_mb", ""))
+        mmacs = _float(path, i, "mmacs", row.get("mmacs", ""))
+        params_m = _float(path, i, "params_m", row.get("params_m", ""))
+        card = _float(path, i, "benchmark_accuracy", row.get("benchmark_accuracy", ""))
+        if card is not None and card > 1:
+            raise DataError(
+                f"{path}: row {i}, column benchmark_accuracy: {card:g} is above 1; give accuracy "
+                "as a fraction in [0, 1] (76.1% is 0.761)"
+            )
+        licence = row.get("license", "").strip() or None
+        try:
+            candidates.append(
+                Candidate(
+                    name=name,
+                    size_bytes=None if size_mb is None else size_mb * 1e6,
+                    macs=None if mmacs is None else mmacs * 1e6,
+                    params=None if params_m is None else round(params_m * 1e6),
+                    benchmark_accuracy=card,
+                    license=licence,
+                )
+            )
+        except GreenRunnerError as exc:
+            raise DataError(f"{path}: row {i}: {exc}") from None
+    if not candidates:
+        raise DataError(f"{path}: no models listed; add one row per model")
+    return candidates
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path}: expected one array, found an archive")
+    return array
+
+
+def _check_matrix(path: Path, array: np.ndarray, k: int) -> None:
+    if array.ndim != 2:
+        raise DataError(
+            f"{path}: expected an N x K matrix, got {array.ndim} dimension(s) {array.shape}"
+        )
+    if array.shape[1] != k:
+        raise DataError(
+            f"{path}: has {array.shape[1]} columns but models.csv lists {k} models; "
+            "column j must belong to row j of models.csv"
+        )
+    if array.shape[0] == 0:
+        raise DataError(f"{path}: has no samples (0 rows)")
+    if array.dtype.kind == "f" and np.isnan(array).any():
+        bad = np.argwhere(np.isnan(array))[0]
+        raise DataError(f"{path}: contains NaN (first at sample {bad[0]}, model column {bad[1]})")
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{path}: expected numbers or booleans, got dtype {array.dtype}")
+
+
+def correctness(folder: Path, k: int) -> np.ndarray:
+    """The N x K correctness matrix from correct.npy, or predictions.npy + labels.npy."""
+    correct_path = folder / "correct.npy"
+    pred_path, label_path = folder / "predictions.npy", folder / "labels.npy"
+    if correct_path.is_file():
+        correct = _load_npy(correct_path)
+        _check_matrix(correct_path, correct, k)
+        if correct.dtype.kind != "b" and not np.isin(correct, (0, 1)).all():
+            raise DataError(f"{correct_path}: values must be booleans (or 0/1)")
+        return correct.astype(bool)
+    if pred_path.is_file():
+        if not label_path.is_file():
+            raise DataError(
+                f"{label_path} is missing; predictions.npy needs labels.npy (one label per sample)"
+            )
+        predictions = _load_npy(pred_path)
+        _check_matrix(pred_path, predictions, k)
+        labels = _load_npy(label_path)
+        if labels.ndim != 1 or labels.shape[0] != predictions.shape[0]:
+            raise DataError(
+                f"{label_path}: expected {predictions.shape[0]} labels (one per row of "
+                f"predictions.npy), got shape {labels.shape}"
+            )
+        if labels.dtype.kind == "f" and np.isnan(labels).any():
+            raise DataError(f"{label_path}: contains NaN")
+        return np.asarray(predictions == labels[:, None])
+    raise DataError(
+        f"{folder}: a replay needs correct.npy, or predictions.npy with labels.npy; found neither"
+    )
+
+
+def load_replay(where: str | Path) -> ReplayRepository:
+    """Load and validate a replay folder (or a bundled replay by name)."""
+    folder = resolve_replay(where)
+    candidates = read_models_csv(folder / "models.csv")
+    correct = correctness(folder, len(candidates))
+    readme = folder / "README.md"
+    description = (
+        readme.read_text(encoding="utf-8").strip().splitlines()[0] if readme.is_file() else ""
+    )
+    return ReplayRepository(
+        name=folder.name,
+        path=folder,
+        candidates=tuple(candidates),
+        evaluator=ReplayEvaluator(correct, [c.name for c in candidates]),
+        description=description.lstrip("# "),
+    )
+
+
+def write_replay(
+    folder: Path, candidates: list[Candidate], correct: np.ndarray, readme: str = ""
+) -> None:
+    """Write a replay folder that :func:`load_replay` reads back unchanged."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def fmt(x: float | None, scale: float = 1.0) -> str:
+        return "" if x is None else f"{x / scale:.6g}"
+
+    with (folder / "models.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["name", *OPTIONAL_COLUMNS])
+        for c in candidates:
+            writer.writerow(
+                [
+                    c.name,
+                    fmt(c.size_bytes, 1e6),
+                    fmt(c.macs, 1e6),
+                    fmt(c.params, 1e6),
+                    fmt(c.benchmark_accuracy),
+                    c.license or "",
+                ]
+            )
+    np.save(folder / "correct.npy", np.asarray(correct, dtype=bool))
+    if readme:
+        (folder / "README.md").write_text(readme, encoding="utf-8")

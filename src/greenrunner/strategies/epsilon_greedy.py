@@ -1,0 +1,50 @@
+"""Epsilon-greedy, as in the paper: explore a random model with probability epsilon."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from greenrunner.history import History
+from greenrunner.strategies._base import (
+    Decision,
+    Strategy,
+    auto_batch,
+    check_positive_int,
+    check_probability,
+)
+
+
+class EpsilonGreedy(Strategy):
+    name = "epsilon_greedy"
+    summary = "paper: with probability epsilon a random model, else the best estimated reward"
+
+    def __init__(self, epsilon: float = 0.1, batch: int | None = None) -> None:
+        self.epsilon = check_probability("epsilon", epsilon)
+        self.batch = check_positive_int("batch", batch)
+
+    def params(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon, "batch": self.batch}
+
+    def start(self, history: History, rng: np.random.Generator) -> None:
+        super().start(history, rng)
+        self._batch = self.batch or auto_batch(history)
+
+    def ask(self, history: History) -> Decision:
+        active = np.flatnonzero(history.active)
+        unseen = active[history.pulls[active] == 0]
+        if unseen.size:  # every model once first, as the paper's bandits start
+            return Decision(pulls={int(k): 1 for k in unseen[: self._batch]})
+        est = history.estimated_reward()
+        contenders = np.flatnonzero(history.contenders)
+        best = int(contenders[np.argmax(est[contenders])])
+        explore = self.rng.random(self._batch) < self.epsilon
+        picks = Counter(int(k) for k in self.rng.choice(active, size=int(explore.sum())))
+        if history.active[best]:
+            picks[best] += int((~explore).sum())
+        elif not picks:
+            # The greedy choice is known exactly: explore instead of idling.
+            picks.update(int(k) for k in self.rng.choice(active, size=self._batch))
+        return Decision(pulls=dict(picks))
