@@ -53,6 +53,21 @@ class Candidate:
         # A read-only copy, so a frozen candidate cannot be changed through its dict.
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
 
+    def __reduce__(self) -> tuple[type[Candidate], tuple[object, ...]]:
+        # A mappingproxy does not pickle; rebuild from a plain dict (worker processes).
+        return (
+            Candidate,
+            (
+                self.name,
+                self.size_bytes,
+                self.macs,
+                self.params,
+                self.benchmark_accuracy,
+                self.license,
+                dict(self.metrics),
+            ),
+        )
+
     @property
     def size_mb(self) -> float | None:
         return None if self.size_bytes is None else self.size_bytes / 1e6

@@ -74,10 +74,11 @@ def _trim(history: History, pulls: dict[int, int]) -> dict[int, int]:
     out: dict[int, int] = {}
     remaining = history.remaining_budget
     active = history.active
+    seen = history.pulls
     for arm, count in pulls.items():
         if not (0 <= arm < history.n_arms) or not active[arm] or count <= 0:
             continue
-        count = min(int(count), history.n_samples - int(history.pulls[arm]))
+        count = min(int(count), history.n_samples - int(seen[arm]))
         affordable = int(remaining // history.cost_per_call[arm] + 1e-9)
         count = min(count, affordable)
         if count > 0:
@@ -156,8 +157,7 @@ def _loop(
 def _evaluate(
     candidate: Candidate, evaluator: Evaluator, history: History, arm: int, count: int
 ) -> None:
-    start = int(history.pulls[arm])
-    ids = history.order[start : start + count]
+    ids = history.next_samples(arm, count)
     try:
         outcome = np.asarray(evaluator.evaluate(candidate, ids))
         if outcome.shape != (count,):

@@ -115,6 +115,11 @@ class History:
         """Correct answers of every candidate on the first ``length`` samples of the order."""
         return np.asarray(self._outcomes[:length].sum(axis=0))
 
+    def next_samples(self, arm: int, count: int) -> np.ndarray:
+        """Sample ids that extend ``arm``'s prefix by ``count``."""
+        start = int(self._pulls[arm])
+        return _readonly(self._order[start : start + count])
+
     # --- engine-only mutation ---------------------------------------------------------------
     def record(self, arm: int, outcomes: np.ndarray) -> None:
         start = int(self._pulls[arm])

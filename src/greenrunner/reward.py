@@ -83,6 +83,9 @@ class Weights:
             )
         object.__setattr__(self, "values", MappingProxyType(clean))
 
+    def __reduce__(self) -> tuple[type[Weights], tuple[dict[str, float]]]:
+        return (Weights, (dict(self.values),))
+
     @classmethod
     def parse(cls, text: str) -> Weights:
         """Parse ``accuracy=0.63,size=0.25,complexity=0.21``."""

@@ -41,10 +41,10 @@ class EpsilonGreedy(Strategy):
         contenders = np.flatnonzero(history.contenders)
         best = int(contenders[np.argmax(est[contenders])])
         explore = self.rng.random(self._batch) < self.epsilon
+        if not history.active[best]:
+            # The greedy choice is known exactly: nothing to exploit, so explore.
+            explore[:] = True
         picks = Counter(int(k) for k in self.rng.choice(active, size=int(explore.sum())))
         if history.active[best]:
             picks[best] += int((~explore).sum())
-        elif not picks:
-            # The greedy choice is known exactly: explore instead of idling.
-            picks.update(int(k) for k in self.rng.choice(active, size=self._batch))
         return Decision(pulls=dict(picks))

@@ -14,7 +14,9 @@ from greenrunner.strategies._base import (
     check_positive_int,
     check_probability,
     finite_pool_posterior,
+    spread,
 )
+from greenrunner.strategies.thompson import MAX_DRAWS
 
 
 class TopTwoThompson(Strategy):
@@ -35,7 +37,7 @@ class TopTwoThompson(Strategy):
     def ask(self, history: History) -> Decision:
         rm = history.reward
         contenders = history.contenders
-        b = self._batch
+        b = min(self._batch, MAX_DRAWS)  # draws; each stands for batch/b pulls
         first = rm.w_acc * finite_pool_posterior(history, self.rng, b) + rm.offset
         second = rm.w_acc * finite_pool_posterior(history, self.rng, b) + rm.offset
         first[:, ~contenders] = -np.inf
@@ -45,11 +47,11 @@ class TopTwoThompson(Strategy):
         second[np.arange(b), leader] = -np.inf
         challenger = np.argmax(second, axis=1)
         chosen = np.where(self.rng.random(b) < self.beta, leader, challenger)
-        picks = np.bincount(chosen, minlength=history.n_arms)
+        picks = spread(chosen, self._batch, history.n_arms)
         picks[~history.active] = 0
         if not picks.any():
             # Both leaders are exactly known: spend the round on the least-seen active model.
             active = np.flatnonzero(history.active)
             k = int(active[np.argmin(history.pulls[active])])
-            return Decision(pulls={k: b})
+            return Decision(pulls={k: self._batch})
         return Decision(pulls={int(k): int(picks[k]) for k in np.flatnonzero(picks)})
