@@ -9,7 +9,7 @@ from greenrunner.budget import Budget
 from greenrunner.candidates import Candidate
 from greenrunner.engine import ProgressCallback, run_selection
 from greenrunner.errors import ConfigError
-from greenrunner.evaluation.base import Evaluator
+from greenrunner.evaluation.base import EvaluationError, Evaluator
 from greenrunner.result import SelectionResult, build_result
 from greenrunner.reward import RewardModel, Weights
 from greenrunner.strategies import create
@@ -56,6 +56,13 @@ def select(
         progress=progress,
         prune=not isinstance(chosen, BruteForce | Benchmark),
     )
+    if not history.contenders.any():
+        reasons = "; ".join(
+            f"{candidates[k].name}: {why}" for k, why in sorted(history.reasons.items())
+        )
+        raise EvaluationError(
+            f"every candidate model failed to evaluate, so none can be recommended ({reasons})"
+        )
     return build_result(
         candidates,
         history,
@@ -65,4 +72,5 @@ def select(
         budget=budget,
         stop_reason=stop,
         card_accuracy=isinstance(chosen, Benchmark),
+        estimate=chosen.estimate(history),
     )

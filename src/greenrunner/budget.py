@@ -43,6 +43,8 @@ class Budget:
         raw = text.strip()
         try:
             value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+            if raw.endswith("%") and not 0 < value <= 1:
+                raise ConfigError(f"a budget in percent must be in (0%, 100%]; got {text!r}")
         except ValueError:
             raise ConfigError(
                 f"budget must be a number such as 0.2 (a fraction of brute force), 20% or 5000; "

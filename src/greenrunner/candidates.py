@@ -53,6 +53,19 @@ class Candidate:
         # A read-only copy, so a frozen candidate cannot be changed through its dict.
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
 
+    def __hash__(self) -> int:
+        return hash(
+            (
+                self.name,
+                self.size_bytes,
+                self.macs,
+                self.params,
+                self.benchmark_accuracy,
+                self.license,
+                tuple(sorted(self.metrics.items())),
+            )
+        )
+
     def __reduce__(self) -> tuple[type[Candidate], tuple[object, ...]]:
         # A mappingproxy does not pickle; rebuild from a plain dict (worker processes).
         return (

@@ -27,13 +27,14 @@ ProgressCallback = Callable[[History], None]
 def brute_force_cost(candidates: Sequence[Candidate], n_samples: int) -> tuple[int, float | None]:
     """Calls and MACs of evaluating every candidate on every sample (MACs None if unknown)."""
     calls = len(candidates) * n_samples
-    macs = [c.macs for c in candidates]
-    total = (
-        None
-        if any(m is None for m in macs)
-        else float(sum(m for m in macs if m is not None)) * n_samples
-    )
-    return calls, total
+    if any(c.macs is None for c in candidates):
+        return calls, None
+    return calls, float(sum(mac_charge(c) for c in candidates)) * n_samples
+
+
+def mac_charge(candidate: Candidate) -> float:
+    """MACs one call of this candidate is charged; at least 1, so no call is free."""
+    return max(float(candidate.macs or 0.0), 1.0)
 
 
 def cost_per_call(candidates: Sequence[Candidate], unit: str) -> np.ndarray:
@@ -45,7 +46,7 @@ def cost_per_call(candidates: Sequence[Candidate], unit: str) -> np.ndarray:
             f"a MAC budget needs every candidate's MACs, unknown for {', '.join(missing[:5])}; "
             "give them (models.csv column mmacs) or use --budget-unit calls"
         )
-    return np.array([max(float(c.macs or 0.0), 1.0) for c in candidates])
+    return np.array([mac_charge(c) for c in candidates])
 
 
 def prune_known_costs(history: History) -> None:
@@ -110,7 +111,10 @@ def run_selection(
     order_rng, strategy_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)
     )
-    history = History(reward, order_rng.permutation(n), costs, limit)
+    card = np.array(
+        [np.nan if c.benchmark_accuracy is None else c.benchmark_accuracy for c in candidates]
+    )
+    history = History(reward, order_rng.permutation(n), costs, limit, card)
     strategy.start(history, strategy_rng)
     stop = _loop(candidates, evaluator, strategy, history, progress, prune)
     log.info("selection stopped (%s) after %d calls", stop, history.calls)
@@ -132,7 +136,11 @@ def _loop(
             return "exhausted"
         if history.reward.w_acc == 0:
             return "decided"  # accuracy has no weight: the known costs decide alone
-        if prune and history.contenders.sum() == 1:
+        # A lone contender left by failures rather than by evidence must still show it runs.
+        untried = (history.status == Status.FAILED.value).any() and not history.pulls[
+            history.contenders
+        ].any()
+        if prune and history.contenders.sum() == 1 and not untried:
             return "decided"
         if history.remaining_budget < float(np.min(history.cost_per_call[history.active])):
             return "budget"

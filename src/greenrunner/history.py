@@ -40,8 +40,12 @@ class History:
         order: np.ndarray,
         cost_per_call: np.ndarray,
         budget_limit: float,
+        card_accuracy: np.ndarray | None = None,
     ) -> None:
         k = len(reward.names)
+        # Model-card (benchmark) accuracies, NaN where unknown: a prior, never the answer.
+        card = np.full(k, np.nan) if card_accuracy is None else np.asarray(card_accuracy, float)
+        self.card_accuracy = _readonly(card)
         self.reward = reward
         self.n_arms = k
         self.n_samples = int(order.size)

@@ -11,9 +11,10 @@ import numpy as np
 
 from greenrunner.budget import Budget
 from greenrunner.candidates import Candidate
-from greenrunner.engine import brute_force_cost
+from greenrunner.engine import brute_force_cost, mac_charge
 from greenrunner.history import History
 from greenrunner.stats import hypergeom_interval
+from greenrunner.strategies._base import Strategy
 
 CONFIDENCE = 0.95
 
@@ -95,9 +96,10 @@ def ranking(history: History, accuracy: np.ndarray | None = None) -> np.ndarray:
     return np.lexsort((np.arange(history.n_arms), key, group))
 
 
-def recommend(history: History) -> int:
+def recommend(history: History, strategy: Strategy | None = None) -> int:
     """The index of the recommended candidate (fast path for the study)."""
-    return int(ranking(history)[0])
+    estimate = None if strategy is None else strategy.estimate(history)
+    return int(ranking(history, estimate)[0])
 
 
 def build_result(
@@ -110,6 +112,7 @@ def build_result(
     budget: Budget,
     stop_reason: str,
     card_accuracy: bool = False,
+    estimate: np.ndarray | None = None,
 ) -> SelectionResult:
     """Everything a user wants to see: ranking with intervals, costs and savings."""
     n = history.n_samples
@@ -119,7 +122,7 @@ def build_result(
             [np.nan if c.benchmark_accuracy is None else c.benchmark_accuracy for c in candidates]
         )
     else:
-        acc = history.accuracy()
+        acc = history.accuracy() if estimate is None else np.asarray(estimate, dtype=float)
     order = ranking(history, acc)
     reports: list[ModelReport] = []
     for rank, arm in enumerate(order, start=1):
@@ -161,7 +164,7 @@ def build_result(
     macs = None
     if all(c.macs is not None for c in candidates):
         macs = float(
-            sum(float(c.macs or 0) * int(p) for c, p in zip(candidates, history.pulls, strict=True))
+            sum(mac_charge(c) * int(p) for c, p in zip(candidates, history.pulls, strict=True))
         )
     top = [r for r in reports if r.status in ("active", "exact")][:3] or reports[:3]
     head = top[0]

@@ -11,6 +11,7 @@ strategies use that split: the unknown part is the only thing worth spending com
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -66,7 +67,7 @@ class Weights:
                 raise ConfigError(
                     f"unknown metric {name!r} in weights; known metrics: {', '.join(METRICS)}"
                 )
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ConfigError(f"weight for {name!r} must be a number; got {value!r}")
             if not math.isfinite(value):
                 raise ConfigError(f"weight for {name!r} must be a finite number; got {value!r}")
@@ -82,6 +83,9 @@ class Weights:
                 "For example: accuracy=0.63,size=0.25,complexity=0.21"
             )
         object.__setattr__(self, "values", MappingProxyType(clean))
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.values.items())))
 
     def __reduce__(self) -> tuple[type[Weights], tuple[dict[str, float]]]:
         return (Weights, (dict(self.values),))

@@ -17,7 +17,7 @@ import numpy as np
 
 from greenrunner.budget import Budget
 from greenrunner.candidates import Candidate
-from greenrunner.engine import brute_force_cost, run_selection
+from greenrunner.engine import brute_force_cost, mac_charge, run_selection
 from greenrunner.errors import ConfigError
 from greenrunner.evaluation.replay import ReplayEvaluator
 from greenrunner.result import recommend
@@ -67,7 +67,7 @@ def _run_job(job: _Job) -> StudyRow:
     best = float(truth.max())
     evaluator = ReplayEvaluator(job.correct, [c.name for c in job.candidates])
     bf_calls, bf_macs = brute_force_cost(job.candidates, evaluator.n_samples)
-    macs_per_call = np.array([c.macs or 0.0 for c in job.candidates])
+    macs_per_call = np.array([mac_charge(c) for c in job.candidates])
     regrets, calls, macs = [], [], []
     for seed in job.seeds:
         strategy = create(job.strategy)
@@ -75,16 +75,12 @@ def _run_job(job: _Job) -> StudyRow:
             card = np.array([c.benchmark_accuracy or 0.0 for c in job.candidates])
             pick, n_calls, n_macs = int(np.argmax(reward.reward(card))), 0, 0.0
         else:
+            brute = isinstance(strategy, BruteForce)
+            budget = Budget(1.0, job.budget.unit) if brute else job.budget
             history, _ = run_selection(
-                job.candidates,
-                evaluator,
-                reward,
-                strategy,
-                job.budget,
-                seed,
-                prune=not isinstance(strategy, BruteForce),
+                job.candidates, evaluator, reward, strategy, budget, seed, prune=not brute
             )
-            pick, n_calls = recommend(history), history.calls
+            pick, n_calls = recommend(history, strategy), history.calls
             n_macs = float(macs_per_call @ history.pulls)
         regrets.append(best - float(truth[pick]))
         calls.append(n_calls / bf_calls)
@@ -152,9 +148,9 @@ def run_study(
 
 def _merge(parts: list[StudyRow]) -> list[StudyRow]:
     """Combine the chunks of each (strategy, budget) pair into one row."""
-    rows: dict[tuple[str, float], list[StudyRow]] = {}
+    rows: dict[tuple[str, float, str], list[StudyRow]] = {}
     for p in parts:
-        rows.setdefault((p.strategy, p.budget), []).append(p)
+        rows.setdefault((p.strategy, p.budget, p.budget_unit), []).append(p)
     merged = []
     for group in rows.values():
         n = sum(g.repeats for g in group)

@@ -88,6 +88,8 @@ def read_models_csv(path: Path) -> list[Candidate]:
     candidates: list[Candidate] = []
     seen: dict[str, int] = {}
     for i, raw_row in enumerate(rows, start=2):  # row 1 is the header
+        if None in raw_row:
+            raise DataError(f"{path}: row {i} has more fields than the header; quote commas in names")
         row = {(k or "").strip(): (v or "") for k, v in raw_row.items()}
         name = row["name"].strip()
         if not name:
@@ -148,8 +150,8 @@ def _check_matrix(path: Path, array: np.ndarray, k: int) -> None:
     if array.dtype.kind == "f" and np.isnan(array).any():
         bad = np.argwhere(np.isnan(array))[0]
         raise DataError(f"{path}: contains NaN (first at sample {bad[0]}, model column {bad[1]})")
-    if array.dtype.kind not in "biuf":
-        raise DataError(f"{path}: expected numbers or booleans, got dtype {array.dtype}")
+    if array.dtype.kind not in "biufU":
+        raise DataError(f"{path}: expected numbers, booleans or strings, got dtype {array.dtype}")
 
 
 def correctness(folder: Path, k: int) -> np.ndarray:
@@ -177,6 +179,11 @@ def correctness(folder: Path, k: int) -> np.ndarray:
             )
         if labels.dtype.kind == "f" and np.isnan(labels).any():
             raise DataError(f"{label_path}: contains NaN")
+        if (labels.dtype.kind == "U") != (predictions.dtype.kind == "U"):
+            raise DataError(
+                f"{label_path}: labels are {labels.dtype} but predictions.npy holds "
+                f"{predictions.dtype}; both must be class indices or both class names"
+            )
         return np.asarray(predictions == labels[:, None])
     raise DataError(
         f"{folder}: a replay needs correct.npy, or predictions.npy with labels.npy; found neither"

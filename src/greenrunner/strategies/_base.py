@@ -50,6 +50,11 @@ class Strategy(ABC):
         """The strategy's settings, recorded in the result."""
         return {}
 
+    def estimate(self, history: History) -> np.ndarray | None:
+        """Accuracy estimates (NaN where unknown) to rank by, or None for the plain
+        fraction correct on each prefix. A strategy with a better estimator overrides it."""
+        return None
+
 
 def auto_batch(history: History, rounds: int = 100) -> int:
     """Pulls per round so a run takes about ``rounds`` rounds of the budget.

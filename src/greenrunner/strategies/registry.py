@@ -16,6 +16,7 @@ _MODULES: dict[str, str] = {
     "sequential_halving": "greenrunner.strategies.sequential_halving:SequentialHalving",
     "racing": "greenrunner.strategies.racing:Racing",
     "top_two_thompson": "greenrunner.strategies.top_two_thompson:TopTwoThompson",
+    "prior_top_two": "greenrunner.strategies.prior_top_two:PriorTopTwo",
     "uniform": "greenrunner.strategies.uniform:Uniform",
     "brute_force": "greenrunner.strategies.baselines:BruteForce",
     "benchmark": "greenrunner.strategies.baselines:Benchmark",

@@ -1,0 +1,64 @@
+"""Top-two Thompson sampling on an empirical-Bayes prior (see ``_prior``).
+
+Top-two Thompson asks "which model is best?" rather than "which model pays most now?":
+each pull goes to the posterior's leader or, with probability 1 - beta, to the leader of
+a second draw with the first leader excluded. The posterior here pools evidence across
+models: model-card accuracy as a learned predictor, and shrinkage of little-seen models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from greenrunner.history import History
+from greenrunner.strategies._base import (
+    Decision,
+    Strategy,
+    auto_batch,
+    check_positive_int,
+    check_probability,
+    spread,
+)
+from greenrunner.strategies._prior import posterior_draws
+from greenrunner.strategies.thompson import MAX_DRAWS
+
+
+class PriorTopTwo(Strategy):
+    name = "prior_top_two"
+    summary = "top-two Thompson on an empirical-Bayes prior learned from model cards and results"
+
+    def __init__(self, beta: float = 0.5, batch: int | None = None) -> None:
+        self.beta = check_probability("beta", beta)
+        self.batch = check_positive_int("batch", batch)
+
+    def params(self) -> dict[str, Any]:
+        return {"beta": self.beta, "batch": self.batch}
+
+    def start(self, history: History, rng: np.random.Generator) -> None:
+        super().start(history, rng)
+        self._batch = self.batch or auto_batch(history)
+
+    def ask(self, history: History) -> Decision:
+        rm = history.reward
+        contenders = history.contenders
+        active = np.flatnonzero(history.active)
+        unseen = active[history.pulls[active] == 0]
+        if unseen.size:  # one sample each first, so the prior has something to learn from
+            return Decision(pulls={int(k): 1 for k in unseen})
+        b = min(self._batch, MAX_DRAWS)
+        first = rm.w_acc * posterior_draws(history, self.rng, b) + rm.offset
+        second = rm.w_acc * posterior_draws(history, self.rng, b) + rm.offset
+        first[:, ~contenders] = -np.inf
+        second[:, ~contenders] = -np.inf
+        leader = np.argmax(first, axis=1)
+        second[np.arange(b), leader] = -np.inf
+        challenger = np.argmax(second, axis=1)
+        chosen = np.where(self.rng.random(b) < self.beta, leader, challenger)
+        picks = spread(chosen, self._batch, history.n_arms)
+        picks[~history.active] = 0
+        if not picks.any():
+            k = int(active[np.argmin(history.pulls[active])])
+            return Decision(pulls={k: self._batch})
+        return Decision(pulls={int(k): int(picks[k]) for k in np.flatnonzero(picks)})
