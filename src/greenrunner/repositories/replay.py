@@ -89,7 +89,7 @@ def read_models_csv(path: Path) -> list[Candidate]:
     seen: dict[str, int] = {}
     for i, raw_row in enumerate(rows, start=2):  # row 1 is the header
         if None in raw_row:
-            raise DataError(f"{path}: row {i} has more fields than the header; quote commas in names")
+            raise DataError(f"{path}: row {i} has more fields than the header (quote commas)")
         row = {(k or "").strip(): (v or "") for k, v in raw_row.items()}
         name = row["name"].strip()
         if not name:

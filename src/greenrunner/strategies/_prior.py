@@ -51,28 +51,30 @@ def posterior(history: History) -> tuple[np.ndarray, np.ndarray]:
         cols = [0] + [j for j in (1, 2) if np.ptp(design[usable, j]) > 0]
         d = design[:, cols]
         du, yu, vu = d[usable], y[usable], v[usable]
-        best = (-np.inf, 0.01, np.zeros(len(cols)))
-        for tau2 in TAU2_GRID:
-            w = 1 / (tau2 + vu)
-            coef, *_ = np.linalg.lstsq(du * np.sqrt(w)[:, None], yu * np.sqrt(w), rcond=None)
-            resid = yu - du @ coef
-            # Marginal log-likelihood plus a weak inverse-gamma hyperprior on tau^2: with
-            # few samples per model the likelihood is flat, and the hyperprior keeps the
-            # prior wide (a confident, wrong prior is the failure that matters).
-            score = -0.5 * float(np.sum(np.log(tau2 + vu) + resid**2 / (tau2 + vu)))
-            score += -(HYPER_ALPHA + 1) * np.log(tau2) - HYPER_BETA / tau2
-            if score > best[0]:
-                best = (score, tau2, coef)
-        _, tau2, beta = best
+        # Weighted least squares for every candidate tau^2 at once (normal equations).
+        w = 1 / (TAU2_GRID[:, None] + vu[None, :])  # (grid, models)
+        gram = np.einsum("gn,ni,nj->gij", w, du, du) + 1e-9 * np.eye(du.shape[1])
+        rhs = np.einsum("gn,ni,n->gi", w, du, yu)
+        coefs = np.linalg.solve(gram, rhs[..., None])[..., 0]  # (grid, columns)
+        resid = yu[None, :] - coefs @ du.T
+        # Marginal log-likelihood plus a weak inverse-gamma hyperprior on tau^2: with few
+        # samples per model the likelihood is flat, and the hyperprior keeps the prior
+        # wide (a confident, wrong prior is the failure that matters).
+        score = -0.5 * np.sum(np.log(1 / w) + resid**2 * w, axis=1)
+        score += -(HYPER_ALPHA + 1) * np.log(TAU2_GRID) - HYPER_BETA / TAU2_GRID
+        g = int(np.argmax(score))
+        tau2, beta = float(TAU2_GRID[g]), coefs[g]
         prior_mean = d @ beta
     prec = 1 / tau2 + np.where(seen, 1 / v, 0.0)
     mean = (prior_mean / tau2 + np.where(seen, y / v, 0.0)) / prec
     return np.clip(mean, 0.0, 1.0), 1 / prec
 
 
-def posterior_draws(history: History, rng: np.random.Generator, draws: int) -> np.ndarray:
-    """Draws (draws x K) of every model's accuracy on the whole pool under the posterior."""
-    mean, var = posterior(history)
+def posterior_draws(
+    history: History, rng: np.random.Generator, draws: int, fitted: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """Draws (draws x K) of every model's accuracy on the whole pool, given ``posterior()``."""
+    mean, var = fitted
     theta = np.clip(mean + np.sqrt(var) * rng.standard_normal((draws, mean.size)), 0.0, 1.0)
     s, n = history.successes, history.pulls
     pool = history.n_samples

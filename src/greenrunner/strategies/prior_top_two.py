@@ -19,9 +19,8 @@ from greenrunner.strategies._base import (
     auto_batch,
     check_positive_int,
     check_probability,
-    spread,
 )
-from greenrunner.strategies._prior import posterior_draws
+from greenrunner.strategies._prior import posterior, posterior_draws, posterior_pool_mean
 from greenrunner.strategies.thompson import MAX_DRAWS
 
 
@@ -39,6 +38,8 @@ class PriorTopTwo(Strategy):
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)
         self._batch = self.batch or auto_batch(history)
+        mean_cost = float(np.mean(history.cost_per_call))
+        self._round_spend = self._batch * mean_cost
 
     def ask(self, history: History) -> Decision:
         rm = history.reward
@@ -48,17 +49,35 @@ class PriorTopTwo(Strategy):
         if unseen.size:  # one sample each first, so the prior has something to learn from
             return Decision(pulls={int(k): 1 for k in unseen})
         b = min(self._batch, MAX_DRAWS)
-        first = rm.w_acc * posterior_draws(history, self.rng, b) + rm.offset
-        second = rm.w_acc * posterior_draws(history, self.rng, b) + rm.offset
+        fitted = posterior(history)
+        first = rm.w_acc * posterior_draws(history, self.rng, b, fitted) + rm.offset
+        second = rm.w_acc * posterior_draws(history, self.rng, b, fitted) + rm.offset
         first[:, ~contenders] = -np.inf
         second[:, ~contenders] = -np.inf
         leader = np.argmax(first, axis=1)
         second[np.arange(b), leader] = -np.inf
         challenger = np.argmax(second, axis=1)
         chosen = np.where(self.rng.random(b) < self.beta, leader, challenger)
-        picks = spread(chosen, self._batch, history.n_arms)
-        picks[~history.active] = 0
+        picks = self._pulls_for(history, chosen)
         if not picks.any():
             k = int(active[np.argmin(history.pulls[active])])
             return Decision(pulls={k: self._batch})
         return Decision(pulls={int(k): int(picks[k]) for k in np.flatnonzero(picks)})
+
+    def _pulls_for(self, history: History, chosen: np.ndarray) -> np.ndarray:
+        """Each draw's choice gets an equal share of the round's budget, in the budget's unit.
+
+        In calls that is an equal number of samples; in MACs an expensive model gets fewer
+        samples for the same spend, so evidence is bought where it is cheap.
+        """
+        cost = history.cost_per_call
+        share = self._round_spend / chosen.size
+        per_choice = np.maximum(1, np.floor(share / cost[chosen] + self.rng.random(chosen.size)))
+        picks = np.bincount(chosen, weights=per_choice, minlength=history.n_arms).astype(int)
+        picks[~history.active] = 0
+        return picks
+
+    def estimate(self, history: History) -> np.ndarray:
+        """Posterior mean of each pool accuracy: shrinks little-seen models toward the prior,
+        so one lucky sample cannot win; exact for models seen on the whole pool."""
+        return np.where(history.pulls > 0, posterior_pool_mean(history), np.nan)

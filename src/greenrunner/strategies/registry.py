@@ -17,6 +17,7 @@ _MODULES: dict[str, str] = {
     "racing": "greenrunner.strategies.racing:Racing",
     "top_two_thompson": "greenrunner.strategies.top_two_thompson:TopTwoThompson",
     "prior_top_two": "greenrunner.strategies.prior_top_two:PriorTopTwo",
+    "prior_halving": "greenrunner.strategies.prior_halving:PriorHalving",
     "uniform": "greenrunner.strategies.uniform:Uniform",
     "brute_force": "greenrunner.strategies.baselines:BruteForce",
     "benchmark": "greenrunner.strategies.baselines:Benchmark",
@@ -24,7 +25,7 @@ _MODULES: dict[str, str] = {
 
 # The strategy our study (benchmarks/study_realistic.py) found best across budgets and data
 # sets; see README "Which strategy is the default, and why".
-DEFAULT = "sequential_halving"
+DEFAULT = "prior_halving"
 
 
 def names() -> list[str]:

@@ -22,11 +22,16 @@ class SequentialHalving(Strategy):
         "best-arm identification: split the budget into rounds, drop the worse half each round"
     )
 
-    def __init__(self) -> None:
+    def start(self, history: History, rng: np.random.Generator) -> None:
+        super().start(history, rng)
         self._target = 0
 
+    def reward_estimates(self, history: History) -> np.ndarray:
+        """Estimated reward of every model (NaN if never evaluated), used to halve."""
+        return history.estimated_reward()
+
     def ask(self, history: History) -> Decision:
-        est = history.estimated_reward()
+        est = self.reward_estimates(history)
         contenders = np.flatnonzero(history.contenders)
         eliminate: dict[int, str] = {}
         active = history.active
