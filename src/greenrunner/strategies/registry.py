@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from greenrunner.errors import ConfigError
@@ -48,10 +49,16 @@ def strategy_class(name: str) -> type[Strategy]:
 def create(name: str, **params: Any) -> Strategy:
     """A fresh strategy instance; unknown parameters are refused with the accepted ones."""
     cls = strategy_class(name)
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise ConfigError(f"bad parameters for strategy {name!r}: {exc}") from None
+    accepted = [
+        p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")
+    ]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"strategy {name!r} has no parameter {', '.join(map(repr, unknown))}; "
+            f"it takes: {', '.join(accepted) or 'no parameters'}"
+        )
+    return cls(**params)
 
 
 def describe() -> list[tuple[str, str]]:
