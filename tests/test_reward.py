@@ -267,6 +267,6 @@ def test_weights_and_candidates_pickle_round_trip() -> None:
 
 
 def test_numpy_numbers_are_accepted_as_weights() -> None:
-    w = Weights({"accuracy": np.int64(1), "size": np.float32(0.5)})
+    w = Weights({"accuracy": np.int64(1), "size": np.float32(0.5)})  # type: ignore[dict-item]
     assert w.accuracy == 1.0
     assert w["size"] == 0.5
