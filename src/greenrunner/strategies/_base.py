@@ -87,11 +87,35 @@ def check_positive_int(name: str, value: int | None) -> int | None:
     return value
 
 
-def spread(winners: np.ndarray, batch: int, n_arms: int) -> np.ndarray:
-    """Pull counts when each of len(winners) posterior draws stands for batch/len pulls."""
-    per_draw = np.full(winners.size, batch // winners.size)
-    per_draw[: batch % winners.size] += 1
-    return np.bincount(winners, weights=per_draw, minlength=n_arms).astype(int)
+def round_size(history: History, batch: int | None) -> tuple[int, float]:
+    """Pulls per round and their spend in the budget's unit (calls, or MACs).
+
+    ``batch`` counts pulls; by default a run takes about 100 rounds. In MACs a round's
+    spend is ``batch`` pulls of a model of average cost.
+    """
+    active = history.active
+    mean_cost = float(np.mean(history.cost_per_call[active])) if active.any() else 1.0
+    pulls = batch or auto_batch(history)
+    return pulls, pulls * mean_cost
+
+
+def allocate(
+    history: History, chosen: np.ndarray, spend: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Pull counts (one per model) when each entry of ``chosen`` gets an equal share of
+    ``spend``, in the budget's unit.
+
+    In calls every choice buys the same number of samples; in MACs an expensive model buys
+    fewer for the same spend (MAC-aware allocation), so evidence is bought where it is cheap.
+    Fractions are rounded at random, so the expected spend is exact; a choice buys at least
+    one sample. Models that cannot be evaluated further get nothing.
+    """
+    share = spend / max(chosen.size, 1)
+    cost = history.cost_per_call[chosen]
+    per_choice = np.maximum(1, np.floor(share / cost + rng.random(chosen.size)))
+    picks = np.bincount(chosen, weights=per_choice, minlength=history.n_arms).astype(int)
+    picks[~history.active] = 0
+    return picks
 
 
 def finite_pool_posterior(history: History, rng: np.random.Generator, draws: int) -> np.ndarray:

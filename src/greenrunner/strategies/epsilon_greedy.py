@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -11,9 +10,10 @@ from greenrunner.history import History
 from greenrunner.strategies._base import (
     Decision,
     Strategy,
-    auto_batch,
+    allocate,
     check_positive_int,
     check_probability,
+    round_size,
 )
 
 
@@ -30,7 +30,7 @@ class EpsilonGreedy(Strategy):
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)
-        self._batch = self.batch or auto_batch(history)
+        self._batch, self._spend = round_size(history, self.batch)
 
     def ask(self, history: History) -> Decision:
         active = np.flatnonzero(history.active)
@@ -44,7 +44,7 @@ class EpsilonGreedy(Strategy):
         if not history.active[best]:
             # The greedy choice is known exactly: nothing to exploit, so explore.
             explore[:] = True
-        picks = Counter(int(k) for k in self.rng.choice(active, size=int(explore.sum())))
-        if history.active[best]:
-            picks[best] += int((~explore).sum())
-        return Decision(pulls=dict(picks))
+        # Each of the round's pulls is a choice; in MACs each choice buys an equal share.
+        chosen = np.where(explore, self.rng.choice(active, size=self._batch), best)
+        picks = allocate(history, chosen, self._spend, self.rng)
+        return Decision(pulls={int(k): int(picks[k]) for k in np.flatnonzero(picks)})

@@ -16,9 +16,10 @@ from greenrunner.history import History
 from greenrunner.strategies._base import (
     Decision,
     Strategy,
-    auto_batch,
+    allocate,
     check_positive_int,
     check_probability,
+    round_size,
 )
 from greenrunner.strategies._prior import posterior, posterior_draws, posterior_pool_mean
 from greenrunner.strategies.thompson import MAX_DRAWS
@@ -37,9 +38,7 @@ class PriorTopTwo(Strategy):
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)
-        self._batch = self.batch or auto_batch(history)
-        mean_cost = float(np.mean(history.cost_per_call))
-        self._round_spend = self._batch * mean_cost
+        self._batch, self._spend = round_size(history, self.batch)
 
     def ask(self, history: History) -> Decision:
         rm = history.reward
@@ -58,24 +57,11 @@ class PriorTopTwo(Strategy):
         second[np.arange(b), leader] = -np.inf
         challenger = np.argmax(second, axis=1)
         chosen = np.where(self.rng.random(b) < self.beta, leader, challenger)
-        picks = self._pulls_for(history, chosen)
+        picks = allocate(history, chosen, self._spend, self.rng)
         if not picks.any():
             k = int(active[np.argmin(history.pulls[active])])
             return Decision(pulls={k: self._batch})
         return Decision(pulls={int(k): int(picks[k]) for k in np.flatnonzero(picks)})
-
-    def _pulls_for(self, history: History, chosen: np.ndarray) -> np.ndarray:
-        """Each draw's choice gets an equal share of the round's budget, in the budget's unit.
-
-        In calls that is an equal number of samples; in MACs an expensive model gets fewer
-        samples for the same spend, so evidence is bought where it is cheap.
-        """
-        cost = history.cost_per_call
-        share = self._round_spend / chosen.size
-        per_choice = np.maximum(1, np.floor(share / cost[chosen] + self.rng.random(chosen.size)))
-        picks = np.bincount(chosen, weights=per_choice, minlength=history.n_arms).astype(int)
-        picks[~history.active] = 0
-        return picks
 
     def estimate(self, history: History) -> np.ndarray:
         """Posterior mean of each pool accuracy: shrinks little-seen models toward the prior,

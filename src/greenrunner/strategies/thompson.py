@@ -10,10 +10,10 @@ from greenrunner.history import History
 from greenrunner.strategies._base import (
     Decision,
     Strategy,
-    auto_batch,
+    allocate,
     check_positive_int,
     finite_pool_posterior,
-    spread,
+    round_size,
 )
 
 MAX_DRAWS = 32
@@ -31,7 +31,7 @@ class Thompson(Strategy):
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)
-        self._batch = self.batch or auto_batch(history)
+        self._batch, self._spend = round_size(history, self.batch)
 
     def ask(self, history: History) -> Decision:
         rm = history.reward
@@ -42,8 +42,7 @@ class Thompson(Strategy):
         for _ in range(8):  # draws landing on exactly-known models are no pull; redraw a few times
             draws = rm.w_acc * finite_pool_posterior(history, self.rng, n_draws) + rm.offset
             draws[:, ~contenders] = -np.inf
-            picks = spread(np.argmax(draws, axis=1), self._batch, history.n_arms)
-            picks[~history.active] = 0
+            picks = allocate(history, np.argmax(draws, axis=1), self._spend, self.rng)
             if picks.any():
                 return Decision(pulls={int(k): int(picks[k]) for k in np.flatnonzero(picks)})
         return Decision(stop="converged")

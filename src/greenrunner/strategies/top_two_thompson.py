@@ -10,11 +10,11 @@ from greenrunner.history import History
 from greenrunner.strategies._base import (
     Decision,
     Strategy,
-    auto_batch,
+    allocate,
     check_positive_int,
     check_probability,
     finite_pool_posterior,
-    spread,
+    round_size,
 )
 from greenrunner.strategies.thompson import MAX_DRAWS
 
@@ -32,12 +32,12 @@ class TopTwoThompson(Strategy):
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)
-        self._batch = self.batch or auto_batch(history)
+        self._batch, self._spend = round_size(history, self.batch)
 
     def ask(self, history: History) -> Decision:
         rm = history.reward
         contenders = history.contenders
-        b = min(self._batch, MAX_DRAWS)  # draws; each stands for batch/b pulls
+        b = min(self._batch, MAX_DRAWS)  # draws; each buys an equal share of the round
         first = rm.w_acc * finite_pool_posterior(history, self.rng, b) + rm.offset
         second = rm.w_acc * finite_pool_posterior(history, self.rng, b) + rm.offset
         first[:, ~contenders] = -np.inf
@@ -47,8 +47,7 @@ class TopTwoThompson(Strategy):
         second[np.arange(b), leader] = -np.inf
         challenger = np.argmax(second, axis=1)
         chosen = np.where(self.rng.random(b) < self.beta, leader, challenger)
-        picks = spread(chosen, self._batch, history.n_arms)
-        picks[~history.active] = 0
+        picks = allocate(history, chosen, self._spend, self.rng)
         if not picks.any():
             # Both leaders are exactly known: spend the round on the least-seen active model.
             active = np.flatnonzero(history.active)

@@ -10,7 +10,7 @@ import numpy as np
 
 from greenrunner.errors import ConfigError
 from greenrunner.history import History
-from greenrunner.strategies._base import Decision, Strategy, auto_batch, check_positive_int
+from greenrunner.strategies._base import Decision, Strategy, check_positive_int, round_size
 
 
 class UCB(Strategy):
@@ -28,7 +28,7 @@ class UCB(Strategy):
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)
-        self._batch = self.batch or auto_batch(history)
+        self._batch, self._spend = round_size(history, self.batch)
 
     def ask(self, history: History) -> Decision:
         active = np.flatnonzero(history.active)
@@ -48,11 +48,13 @@ class UCB(Strategy):
         heap = [(-index(arm, int(history.pulls[arm])), arm) for arm in active.tolist()]
         heapq.heapify(heap)
         picks: dict[int, int] = {}
-        for _ in range(self._batch):
-            if not heap:
-                break
+        cost = history.cost_per_call
+        spent = 0.0
+        # A round spends its share of the budget: in MACs, cheap models take more pulls.
+        while heap and spent < self._spend:
             _, arm = heapq.heappop(heap)
             picks[arm] = picks.get(arm, 0) + 1
+            spent += float(cost[arm])
             seen = int(history.pulls[arm]) + picks[arm]
             if seen < history.n_samples:
                 heapq.heappush(heap, (-index(arm, seen), arm))
