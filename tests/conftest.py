@@ -11,6 +11,14 @@ from greenrunner.reward import Weights
 from tests._helpers import Replay, make_replay
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests never read or write the user's cache; the demo build is shared per worker."""
+    monkeypatch.setenv("GREENRUNNER_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.fixture
 def small_replay() -> Replay:
     """Six models, 60 samples, moderately spread accuracies, distinct sizes and MACs."""

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from greenrunner.budget import Budget
 from greenrunner.candidates import Candidate
 from greenrunner.engine import ProgressCallback, run_selection
 from greenrunner.errors import ConfigError
-from greenrunner.evaluation.base import EvaluationError, Evaluator
+from greenrunner.evaluation.base import CachingEvaluator, EvaluationError, Evaluator
 from greenrunner.result import SelectionResult, build_result
 from greenrunner.reward import RewardModel, Weights
 from greenrunner.strategies import create
 from greenrunner.strategies.baselines import Benchmark, BruteForce
+
+if TYPE_CHECKING:
+    from greenrunner.datasets.base import TargetDataset
+    from greenrunner.evaluation.inference import PreparedModels, ProgressFn
+    from greenrunner.repositories.models import ModelRepository
 
 
 def select(
@@ -63,7 +70,7 @@ def select(
         raise EvaluationError(
             f"every candidate model failed to evaluate, so none can be recommended ({reasons})"
         )
-    return build_result(
+    result = build_result(
         candidates,
         history,
         strategy=chosen.name,
@@ -74,3 +81,51 @@ def select(
         card_accuracy=isinstance(chosen, Benchmark),
         estimate=chosen.estimate(history),
     )
+    if isinstance(evaluator, CachingEvaluator):
+        result = replace(result, cache=evaluator.cache_stats())
+    return result
+
+
+def open_real(
+    models: str | Path,
+    data: str | Path,
+    *,
+    label_map: str | Path | None = None,
+    restrict: bool = False,
+    trust: bool = False,
+    use_cache: bool = True,
+    batch_size: int = 64,
+    progress: ProgressFn | None = None,
+) -> tuple[ModelRepository, TargetDataset, PreparedModels]:
+    """Open a model repository and a target dataset, check them, load and measure the models.
+
+    ``label_map`` is a mapping file (target class -> model classes) for one-to-many cases;
+    ``restrict`` limits each model's scores to the mapped classes before the argmax;
+    ``trust`` allows pickle-based model files. Everything the user can get wrong is checked
+    before any inference is spent.
+    """
+    from greenrunner.datasets import open_dataset
+    from greenrunner.datasets.labels import load_mapping_file
+    from greenrunner.evaluation.cache import PredictionCache
+    from greenrunner.evaluation.inference import prepare_models
+    from greenrunner.repositories.models import open_models
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a positive integer; got {batch_size!r}")
+    repo = open_models(models)
+    dataset = open_dataset(data)
+    mapping = load_mapping_file(Path(label_map)) if label_map is not None else None
+    specs = [replace(s, trust=True) for s in repo.specs] if trust else list(repo.specs)
+    prepared = prepare_models(
+        specs,
+        dataset,
+        mapping=mapping,
+        restrict=restrict,
+        cache=PredictionCache() if use_cache else None,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    if not prepared.candidates:
+        reasons = "; ".join(f"{k}: {v}" for k, v in prepared.unavailable.items())
+        raise EvaluationError(f"no model could be loaded ({reasons})")
+    return repo, dataset, prepared

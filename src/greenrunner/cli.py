@@ -60,25 +60,116 @@ def _write_json(path: str, payload: Any) -> None:
 
 def _cmd_select(args: argparse.Namespace, console: Console) -> None:
     from greenrunner.api import select
-    from greenrunner.repositories.replay import load_replay
     from greenrunner.reward import Weights
 
     weights = Weights.parse(args.weights)
     budget = Budget.parse(args.budget, args.budget_unit)
-    repo = load_replay(args.replay)
-    result = select(
-        repo.candidates,
-        repo.evaluator,
-        weights,
-        strategy=args.strategy,
-        budget=budget,
-        seed=args.seed,
-        **_params(args.param),
-    )
-    print_result(console, result, source=f"replay {repo.name}", note=repo.description)
+    params = _params(args.param)
+    if args.replay:
+        from greenrunner.repositories.replay import load_replay
+
+        repo = load_replay(args.replay)
+        result = select(
+            repo.candidates,
+            repo.evaluator,
+            weights,
+            strategy=args.strategy,
+            budget=budget,
+            seed=args.seed,
+            **params,
+        )
+        source, note = f"replay {repo.name}", repo.description
+    else:
+        from greenrunner.render import progress_bar
+
+        with progress_bar(console) as progress:
+            models, dataset, prepared = _open_real(args, progress)
+            result = select(
+                prepared.candidates,
+                prepared.evaluator,
+                weights,
+                strategy=args.strategy,
+                budget=budget,
+                seed=args.seed,
+                **params,
+            ).with_unavailable(prepared.unavailable)
+        source = f"models {models.name} on {dataset.name} ({len(dataset)} samples)"
+        note = models.description
+    print_result(console, result, source=source, note=note)
     if args.json:
         _write_json(args.json, result.to_dict())
         console.print(f"Result written to {args.json}")
+
+
+def _open_real(args: argparse.Namespace, progress: Any) -> Any:
+    from greenrunner.api import open_real
+
+    if not args.data:
+        raise ConfigError("--models needs --data DATASET (an ImageFolder, a CSV, IDX or .npz)")
+    return open_real(
+        args.models,
+        args.data,
+        label_map=args.label_map,
+        restrict=args.restrict_logits,
+        trust=args.trust,
+        use_cache=not args.no_cache,
+        batch_size=args.batch_size,
+        progress=progress,
+    )
+
+
+def _cmd_demo(args: argparse.Namespace, console: Console) -> None:
+    from greenrunner.api import open_real, select
+    from greenrunner.demo.build import ensure_demo
+    from greenrunner.render import progress_bar
+    from greenrunner.report import markdown_report
+    from greenrunner.reward import Weights
+
+    weights = Weights.parse(args.weights)
+    budget = Budget.parse(args.budget, args.budget_unit)
+    console.print("Demo: digit classifiers trained on clean digits, a shifted target set.")
+    folder = ensure_demo(progress=True)
+    with progress_bar(console) as progress:
+        models, dataset, prepared = open_real(folder, folder / "target", progress=progress)
+        result = select(
+            prepared.candidates,
+            prepared.evaluator,
+            weights,
+            strategy=args.strategy,
+            budget=budget,
+            seed=args.seed,
+        ).with_unavailable(prepared.unavailable)
+    source = f"models {models.name} on {dataset.name} ({len(dataset)} samples)"
+    print_result(console, result, source=source)
+    out = Path(args.out)
+    _write_json(str(out / "demo-result.json"), result.to_dict())
+    report = out / "demo-report.md"
+    try:
+        report.write_text(markdown_report(result, source=source, note=models.description))
+    except OSError as exc:
+        raise GreenRunnerError(f"cannot write {report}: {exc.strerror or exc}") from None
+    console.print(f"Result written to {out / 'demo-result.json'}; report to {report}")
+
+
+def _cmd_inspect(args: argparse.Namespace, console: Console) -> None:
+    from greenrunner.evaluation.cache import PredictionCache
+    from greenrunner.evaluation.inference import measure_models
+    from greenrunner.render import print_inspection, progress_bar
+    from greenrunner.repositories.models import open_models
+
+    repo = open_models(args.models)
+    specs = list(repo.specs)
+    if args.trust:
+        from dataclasses import replace
+
+        specs = [replace(s, trust=True) for s in specs]
+    cache = None if args.no_cache else PredictionCache()
+    with progress_bar(console) as progress:
+        rows = measure_models(specs, cache=cache, progress=progress)
+    print_inspection(console, repo.name, rows)
+    if args.json:
+        _write_json(args.json, rows)
+        console.print(f"Written to {args.json}")
 
 
 def _cmd_study(args: argparse.Namespace, console: Console) -> None:
@@ -126,14 +217,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def real_models(p: argparse.ArgumentParser) -> None:
         p.add_argument(
+            "--trust",
+            action="store_true",
+            help="allow pickle-based model files (they can run code when loaded)",
+        )
+        p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+
+    def common(p: argparse.ArgumentParser, *, models: bool = False) -> None:
+        source = p.add_mutually_exclusive_group(required=True) if models else p
+        source.add_argument(
             "--replay",
-            required=True,
+            required=not models,
             metavar="DIR",
             help="replay folder (models.csv + correct.npy) or a bundled replay name, "
             "e.g. objectnet-sim",
         )
+        if models:
+            source.add_argument(
+                "--models",
+                metavar="REPO",
+                help="a manifest (.toml), a folder of .onnx files with classes.txt, or torchvision",
+            )
+            p.add_argument(
+                "--data",
+                metavar="DATASET",
+                help="target data: an ImageFolder, a CSV of path,label, IDX files or .npz",
+            )
+            p.add_argument(
+                "--label-map",
+                metavar="FILE",
+                help="JSON or CSV mapping target classes to model classes (one-to-many)",
+            )
+            p.add_argument(
+                "--restrict-logits",
+                action="store_true",
+                help="restrict each model's scores to the mapped classes before the argmax",
+            )
+            p.add_argument(
+                "--batch-size", type=int, default=64, help="samples per forward pass (64)"
+            )
+            real_models(p)
         p.add_argument(
             "--weights",
             default="accuracy=1",
@@ -151,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT")
 
     sel = sub.add_parser("select", help="select the best model for the weights within a budget")
-    common(sel)
+    common(sel, models=True)
     sel.add_argument(
         "--strategy", default="default", help="strategy name (see `greenrunner strategies`)"
     )
@@ -189,6 +314,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="worker processes (default: one per core)"
     )
     st.set_defaults(run=_cmd_study)
+
+    demo = sub.add_parser(
+        "demo", help="build (once) and run the bundled real demo: a digit zoo on shifted digits"
+    )
+    demo.add_argument("--weights", default="accuracy=0.63,size=0.25,complexity=0.21")
+    demo.add_argument("--strategy", default="default")
+    demo.add_argument("--budget", default="0.1")
+    demo.add_argument("--budget-unit", default="macs", choices=UNITS)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", default="out", help="folder for the JSON result and the report")
+    demo.set_defaults(run=_cmd_demo)
+
+    ins = sub.add_parser(
+        "inspect", help="list the models of a repository with measured size, MACs and params"
+    )
+    ins.add_argument("--models", required=True, metavar="REPO", help="as for select")
+    ins.add_argument("--json", metavar="OUT", help="also write the table as JSON to OUT")
+    real_models(ins)
+    ins.set_defaults(run=_cmd_inspect)
 
     ls = sub.add_parser("strategies", help="list the strategies with one line each")
     ls.set_defaults(run=_cmd_strategies)

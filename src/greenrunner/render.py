@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+)
 from rich.table import Table
 
+from greenrunner.report import significant
 from greenrunner.result import ModelReport, SelectionResult
 from greenrunner.strategies import describe
 from greenrunner.study import StudyRow
+
+if TYPE_CHECKING:
+    from greenrunner.evaluation.inference import ProgressFn
 
 STOP_REASONS = {
     "budget": "the budget was spent",
@@ -52,8 +66,8 @@ def print_result(console: Console, result: SelectionResult, *, source: str, note
             r.name,
             _acc(r),
             _num(r.reward, "{:.4f}"),
-            _num(r.size_mb, "{:,.1f}"),
-            _num(r.mmacs, "{:,.0f}"),
+            significant(r.size_mb),
+            significant(r.mmacs),
             f"{r.pulls:,}",
         )
     console.print(table)
@@ -77,6 +91,14 @@ def print_result(console: Console, result: SelectionResult, *, source: str, note
         )
     console.print(line + ".")
     console.print(f"Stopped because {STOP_REASONS.get(result.stop_reason, result.stop_reason)}.")
+    if result.cache is not None:
+        console.print(
+            f"Inference: {result.cache['computed']:,} calls computed, "
+            f"{result.cache['served']:,} served from the cache."
+        )
+    for r in result.models:
+        if r.status == "failed":
+            console.print(f"[red]Failed:[/] {r.name}: {r.note}", highlight=False)
 
 
 def print_study(console: Console, rows: Sequence[StudyRow], *, source: str, note: str = "") -> None:
@@ -107,3 +129,48 @@ def print_strategies(console: Console) -> None:
     for name, summary in describe():
         table.add_row(name, summary)
     console.print(table)
+
+
+def print_inspection(console: Console, repo: str, rows: Sequence[dict[str, object]]) -> None:
+    table = Table(title=f"Models in {repo}")
+    for col in ("model", "format", "size MB", "MMACs", "params M", "card acc", "licence"):
+        table.add_column(col, justify="left" if col in ("model", "format", "licence") else "right")
+
+    def num(value: object, fmt: str) -> str:
+        return fmt.format(value) if isinstance(value, int | float) else "-"
+
+    for r in rows:
+        table.add_row(
+            str(r["name"]),
+            str(r["format"]),
+            num(r.get("size_mb"), "{:,.2f}"),
+            num(r.get("mmacs"), "{:,.2f}"),
+            num(r.get("params_m"), "{:,.3f}"),
+            num(r.get("card_accuracy"), "{:.3f}"),
+            str(r.get("license") or "-"),
+        )
+    console.print(table)
+    for r in rows:
+        if r["status"] == "failed":
+            console.print(f"[red]Failed:[/] {r['name']}: {r['note']}", highlight=False)
+
+
+@contextmanager
+def progress_bar(console: Console) -> Iterator[ProgressFn]:
+    """A rich progress display fed by the library's progress callback."""
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, done: int, total: int, detail: str) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total or None, detail="")
+            progress.update(tasks[stage], completed=done, total=total or None, detail=detail)
+
+        yield update

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,8 @@ class SelectionResult:
     confidence: float = CONFIDENCE
     strategy_params: dict[str, Any] = field(default_factory=dict)
     accuracy_source: str = "target"  # "target" (evaluated) or "model card" (benchmark)
+    # Real inference only: calls answered from the prediction cache vs computed.
+    cache: dict[str, int] | None = None
 
     @property
     def recommended(self) -> str:
@@ -66,6 +68,29 @@ class SelectionResult:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _clean(asdict(self))
         return out
+
+    def with_unavailable(self, unavailable: dict[str, str]) -> SelectionResult:
+        """The result with models that could not be loaded or run listed as failed."""
+        extra = [
+            ModelReport(
+                rank=len(self.models) + i,
+                name=name,
+                accuracy=None,
+                ci_low=None,
+                ci_high=None,
+                reward=None,
+                reward_ci_low=None,
+                reward_ci_high=None,
+                size_mb=None,
+                mmacs=None,
+                pulls=0,
+                status="failed",
+                exact=False,
+                note=why,
+            )
+            for i, (name, why) in enumerate(sorted(unavailable.items()), start=1)
+        ]
+        return replace(self, models=[*self.models, *extra])
 
 
 def _clean(value: Any) -> Any:

@@ -27,3 +27,12 @@ class Evaluator(Protocol):
     def n_samples(self) -> int: ...
 
     def evaluate(self, candidate: Candidate, sample_ids: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class CachingEvaluator(Protocol):
+    """An evaluator that can say how many calls its cache served (real inference)."""
+
+    def cache_stats(self) -> dict[str, int]:
+        """{"served": calls answered from the cache, "computed": calls that ran inference}."""
+        ...

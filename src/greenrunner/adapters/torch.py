@@ -1,0 +1,199 @@
+"""PyTorch back-end: a state_dict with an importable builder, TorchScript, exported programs.
+
+Safety: a model file is never unpickled beyond plain tensors (``torch.load(...,
+weights_only=True)``) unless the spec says the user trusts it; a file that needs full
+unpickling is refused with the way to opt in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from greenrunner.adapters.base import Measurements, ModelSpec, require
+from greenrunner.evaluation.base import EvaluationError
+from greenrunner.preprocessing import Preprocessing
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+_THREADS_SET = False
+
+
+def _torch() -> Any:
+    require("torch", "torch")
+    import torch
+
+    global _THREADS_SET
+    if not _THREADS_SET:
+        # One intra-op thread per core: inference here is batch-parallel and CPU-bound.
+        torch.set_num_threads(os.cpu_count() or 1)
+        _THREADS_SET = True
+    return torch
+
+
+class TorchAdapter:
+    """An ``nn.Module`` in eval mode with its input contract."""
+
+    def __init__(
+        self,
+        name: str,
+        module: torch.nn.Module,
+        preprocessing: Preprocessing,
+        classes: tuple[str, ...] | None,
+        file: Path | None = None,
+    ) -> None:
+        self.name = name
+        # Exported programs refuse eval(): their mode was fixed at export time.
+        with contextlib.suppress(NotImplementedError):
+            module.eval()
+        self.module = module
+        self._preprocessing = preprocessing
+        self._classes = classes
+        self.file = file
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self._preprocessing
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        return self._classes
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        torch = _torch()
+        try:
+            with torch.inference_mode():
+                out = self.module(torch.from_numpy(np.ascontiguousarray(batch)))
+        except Exception as exc:  # any failure inside user model code marks the model failed
+            raise EvaluationError(f"model {self.name!r} failed to predict: {exc}") from exc
+        if isinstance(out, tuple | list):  # e.g. (logits, aux): the first is the logits
+            out = out[0]
+        if not hasattr(out, "detach"):
+            raise EvaluationError(
+                f"model {self.name!r} returned {type(out).__name__}, not a tensor of logits"
+            )
+        return np.asarray(out.detach().float().cpu().numpy())
+
+    def measure(self) -> Measurements:
+        torch = _torch()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        from torch.utils.flop_counter import FlopCounterMode
+
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        params = int(sum(p.numel() for p in self.module.parameters()))
+        in_memory = int(sum(t.numel() * t.element_size() for t in tensors))
+        size = self.file.stat().st_size if self.file is not None else in_memory
+        h, w = self._preprocessing.size
+        c = self._preprocessing.channels
+        shape = (1, c, h, w) if self._preprocessing.layout == "NCHW" else (1, h, w, c)
+        counter = FlopCounterMode(display=False)
+        # Counted with autograd enabled on purpose: under no_grad/inference_mode PyTorch
+        # takes fused attention fast paths that the FLOP counter does not see. For the same
+        # reason attention runs on the "math" kernel, which is plain matmuls (the fused CPU
+        # kernel is not counted: ViT-B/16 would come out 4% low).
+        try:
+            with sdpa_kernel(SDPBackend.MATH), counter:
+                self.module(torch.zeros(shape))
+        except Exception as exc:
+            raise EvaluationError(
+                f"model {self.name!r} failed on a {shape} input while measuring: {exc}"
+            ) from exc
+        macs = counter.get_total_flops() / 2
+        note = (
+            "torch FLOP counter / 2, autograd on, math attention (matmuls, convolutions "
+            "and attention; element-wise ops not counted)"
+        )
+        return Measurements(size_bytes=size, params=params, macs=float(macs), macs_note=note)
+
+
+def import_builder(ref: str, model: str) -> Any:
+    """``package.module:function`` -> the function; errors name the model and the reference."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise EvaluationError(
+            f"model {model!r}: builder must look like package.module:function; got {ref!r}"
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise EvaluationError(f"model {model!r}: cannot import builder {ref!r}: {exc}") from exc
+    if not callable(obj):
+        raise EvaluationError(f"model {model!r}: builder {ref!r} is not callable")
+    return obj
+
+
+def _need_file(spec: ModelSpec) -> Path:
+    if spec.path is None:
+        raise EvaluationError(f"model {spec.name!r}: format {spec.format} needs a path")
+    if not spec.path.is_file():
+        raise EvaluationError(f"model {spec.name!r}: file not found: {spec.path}")
+    return spec.path
+
+
+def load_state_dict(path: Path, name: str, trust: bool) -> Any:
+    torch = _torch()
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except Exception as exc:
+        if not trust and "weights_only" in str(exc):
+            raise EvaluationError(
+                f"model {name!r}: {path.name} holds pickled Python objects beyond tensors, "
+                "and unpickling it could run arbitrary code. If you trust the file, set "
+                "trust = true for this model in the manifest (or pass --trust)."
+            ) from exc
+        raise EvaluationError(f"model {name!r}: cannot read {path}: {exc}") from exc
+
+
+def _module(spec: ModelSpec) -> torch.nn.Module:
+    torch = _torch()
+    path = _need_file(spec)
+    if spec.format == "torchscript":
+        try:
+            return torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise EvaluationError(f"model {spec.name!r}: not a TorchScript file: {exc}") from exc
+    if spec.format == "torch_export":
+        try:
+            return torch.export.load(str(path)).module()  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise EvaluationError(
+                f"model {spec.name!r}: not a torch.export program file: {exc}"
+            ) from exc
+    if spec.builder is None:
+        raise EvaluationError(
+            f"model {spec.name!r}: a state_dict needs a builder (package.module:function)"
+        )
+    build = import_builder(spec.builder, spec.name)
+    state = load_state_dict(path, spec.name, spec.trust)
+    if isinstance(state, torch.nn.Module):  # a whole pickled module (only with trust)
+        return state  # type: ignore[no-any-return]
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # a training checkpoint
+    try:
+        module = build(**spec.builder_args)
+        module.load_state_dict(state)
+    except Exception as exc:
+        raise EvaluationError(
+            f"model {spec.name!r}: the weights in {path.name} do not fit {spec.builder}: {exc}"
+        ) from exc
+    return module  # type: ignore[no-any-return]
+
+
+def load(spec: ModelSpec) -> TorchAdapter:
+    if spec.preprocessing is None:
+        raise EvaluationError(
+            f"model {spec.name!r}: a {spec.format} model needs its preprocessing "
+            "(input size, channels, mean/std) in the manifest"
+        )
+    return TorchAdapter(spec.name, _module(spec), spec.preprocessing, spec.classes, spec.path)

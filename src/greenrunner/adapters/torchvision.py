@@ -1,0 +1,92 @@
+"""torchvision classifiers by builder name and weights id, with the weights' own metadata.
+
+Preprocessing comes from the weights' evaluation transform, classes from their categories.
+Weights go to the standard torch cache (``$TORCH_HOME/hub/checkpoints``) and are downloaded
+there only when the user has a network; without one, a model whose weights are not cached
+fails with the file to fetch and where to put it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from greenrunner.adapters.base import ModelSpec, require
+from greenrunner.adapters.torch import TorchAdapter, _torch
+from greenrunner.evaluation.base import EvaluationError
+from greenrunner.preprocessing import Preprocessing
+
+
+def _tv() -> Any:
+    require("torchvision", "torch")
+    import torchvision
+
+    return torchvision
+
+
+def get_weights(builder: str, weights: str | None, model: str) -> Any:
+    """The torchvision weights enum member for ``weights`` (e.g. ``IMAGENET1K_V1`` or
+    ``ResNet18_Weights.IMAGENET1K_V1``; ``DEFAULT`` or None for the builder's default)."""
+    tv = _tv()
+    try:
+        enum = tv.models.get_model_weights(builder)
+    except (ValueError, KeyError) as exc:
+        raise EvaluationError(
+            f"model {model!r}: torchvision has no classification builder {builder!r}"
+        ) from exc
+    key = (weights or "DEFAULT").rsplit(".", 1)[-1]
+    try:
+        return enum[key]
+    except KeyError:
+        names = ", ".join(w.name for w in enum)
+        raise EvaluationError(
+            f"model {model!r}: {builder} has no weights {key!r}; it has {names}"
+        ) from None
+
+
+def checkpoint_path(weights: Any) -> Path:
+    """Where torch keeps (or would keep) the weights file."""
+    torch = _torch()
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def preprocessing_of(weights: Any) -> Preprocessing:
+    t = weights.transforms()
+    crop = int(t.crop_size[0])
+    resize = int(t.resize_size[0]) if t.resize_size else None
+    interp = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}.get(
+        str(t.interpolation.value).lower(), "bilinear"
+    )
+    return Preprocessing(
+        size=(crop, crop),
+        channels=3,
+        mean=tuple(t.mean),
+        std=tuple(t.std),
+        resize=resize if resize and resize >= crop else None,
+        interpolation=interp,  # type: ignore[arg-type]
+    )
+
+
+def load(spec: ModelSpec) -> TorchAdapter:
+    if spec.builder is None:
+        raise EvaluationError(f"model {spec.name!r}: a torchvision model needs a builder name")
+    tv = _tv()
+    _torch()  # sets the thread count once
+    weights = get_weights(spec.builder, spec.weights, spec.name)
+    file = checkpoint_path(weights)
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # URLError, OSError, hash mismatch: all mean "not available"
+        raise EvaluationError(
+            f"model {spec.name!r}: weights {weights} are not in the torch cache ({file}) and "
+            f"could not be downloaded ({exc}); fetch {weights.url} on a machine with a "
+            f"network and copy it to {file.parent}"
+        ) from exc
+    module = tv.models.get_model(spec.builder, weights=None)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise EvaluationError(f"model {spec.name!r}: weights do not fit: {exc}") from exc
+    classes = spec.classes or tuple(weights.meta["categories"])
+    prep = spec.preprocessing or preprocessing_of(weights)
+    return TorchAdapter(spec.name, module, prep, classes, file if file.is_file() else None)

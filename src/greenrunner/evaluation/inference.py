@@ -1,0 +1,316 @@
+"""Real inference as an evaluator: real models on a real target dataset, every pair once.
+
+:func:`prepare_models` does everything that can fail on the user's input before any
+compute is spent (class names, label mapping), then loads and measures each model (size,
+parameters, MACs per sample; measurements are cached by model fingerprint). A model that
+cannot be loaded or run is reported as unavailable with its reason and left out; the rest
+go on. :class:`InferenceEvaluator` then answers the engine's calls: one pull of a model on
+k samples is one batched forward pass (in chunks of ``batch_size``), each sample is decoded
+once and prepared once per preprocessing setting, and predictions are cached on disk, so a
+second run on the same models and data costs no inference at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from greenrunner.adapters.base import Adapter, Measurements, ModelSpec, load_adapter
+from greenrunner.candidates import Candidate
+from greenrunner.datasets.base import TargetDataset
+from greenrunner.datasets.labels import LabelMap, build_label_map
+from greenrunner.errors import DataError
+from greenrunner.evaluation.base import EvaluationError
+from greenrunner.evaluation.cache import PredictionCache
+from greenrunner.preprocessing import Preprocessing, prepare
+
+log = logging.getLogger(__name__)
+
+# stage ("loading", "evaluating"), done, total, detail
+ProgressFn = Callable[[str, int, int, str], None]
+
+# Decoded and prepared samples are memoised up to this many bytes each (LRU beyond it).
+MEMO_BYTES = 1 << 30
+
+
+class _ByteLRU:
+    """A dict of arrays that forgets the least recently used entries beyond a byte budget."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[object, np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: object) -> np.ndarray | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: object, value: np.ndarray) -> None:
+        if key in self._items:
+            return
+        self._items[key] = value
+        self._bytes += value.nbytes
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.nbytes
+
+
+@dataclass
+class _Model:
+    spec: ModelSpec
+    label_map: LabelMap
+    fingerprint: str
+
+
+@dataclass
+class InferenceEvaluator:
+    """Implements :class:`greenrunner.evaluation.Evaluator` with real inference."""
+
+    dataset: TargetDataset
+    models: dict[str, _Model]
+    cache: PredictionCache | None = None
+    batch_size: int = 64
+    max_loaded: int = 4  # models kept in memory at once
+    progress: ProgressFn | None = None
+    served_from_cache: int = 0
+    computed: int = 0
+    _adapters: OrderedDict[str, Adapter] = field(default_factory=OrderedDict)
+    _decoded: _ByteLRU = field(default_factory=lambda: _ByteLRU(MEMO_BYTES))
+    _prepared: _ByteLRU = field(default_factory=lambda: _ByteLRU(MEMO_BYTES))
+    _data_fp: str = ""
+
+    def __post_init__(self) -> None:
+        self._data_fp = self.dataset.fingerprint()
+        self._labels = np.asarray(self.dataset.labels)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.dataset)
+
+    def cache_stats(self) -> dict[str, int]:
+        return {"served": self.served_from_cache, "computed": self.computed}
+
+    def adapter(self, name: str) -> Adapter:
+        """The loaded model, loading it (and evicting the least recently used) if needed."""
+        if name in self._adapters:
+            self._adapters.move_to_end(name)
+            return self._adapters[name]
+        adapter = load_adapter(self.models[name].spec)
+        self._adapters[name] = adapter
+        while len(self._adapters) > self.max_loaded:
+            self._adapters.popitem(last=False)
+        return adapter
+
+    def _images(self, ids: Sequence[int]) -> list[np.ndarray]:
+        missing = [i for i in ids if self._decoded.get(i) is None]
+        if missing:
+            for i, img in zip(missing, self.dataset.load(np.asarray(missing)), strict=True):
+                self._decoded.put(i, img)
+        out = []
+        for i in ids:
+            cached = self._decoded.get(i)
+            # Evicted by a later put in this very call (a huge batch): decode it again.
+            out.append(self.dataset.load(np.asarray([i]))[0] if cached is None else cached)
+        return out
+
+    def batch(self, spec: Preprocessing, ids: Sequence[int]) -> np.ndarray:
+        """The prepared input batch for the samples, each prepared once per setting."""
+        fp = spec.fingerprint()
+        todo = [i for i in ids if self._prepared.get((fp, i)) is None]
+        if todo:
+            for i, x in zip(todo, prepare(self._images(todo), spec), strict=True):
+                self._prepared.put((fp, i), x)
+        rows = [self._prepared.get((fp, i)) for i in ids]
+        if any(r is None for r in rows):  # evicted under memory pressure: prepare directly
+            return prepare(self._images(list(ids)), spec)
+        return np.stack([r for r in rows if r is not None])
+
+    def predict(self, name: str, ids: Sequence[int]) -> np.ndarray:
+        """Predicted model-class index per sample (with the label map's restriction)."""
+        model = self.models[name]
+        adapter = self.adapter(name)
+        n_classes = len(model.label_map.model_classes)
+        preds = np.empty(len(ids), dtype=np.int64)
+        for start in range(0, len(ids), self.batch_size):
+            chunk = list(ids[start : start + self.batch_size])
+            logits = adapter.predict(self.batch(adapter.preprocessing, chunk))
+            if logits.shape != (len(chunk), n_classes):
+                raise EvaluationError(
+                    f"model {name!r} returned outputs of shape {logits.shape}; expected "
+                    f"({len(chunk)}, {n_classes}), one score per class"
+                )
+            if not np.all(np.isfinite(logits)):
+                raise EvaluationError(f"model {name!r} returned NaN or infinite scores")
+            preds[start : start + len(chunk)] = model.label_map.predict(logits)
+        return preds
+
+    def evaluate(self, candidate: Candidate, sample_ids: np.ndarray) -> np.ndarray:
+        name = candidate.name
+        model = self.models.get(name)
+        if model is None:
+            raise EvaluationError(f"no model named {name!r} in this repository")
+        ids = [int(i) for i in sample_ids]
+        view = model.label_map.view()
+        found = (
+            self.cache.get(model.fingerprint, self._data_fp, view, np.asarray(ids))
+            if self.cache
+            else {}
+        )
+        missing = [i for i in ids if i not in found]
+        if missing:
+            preds = self.predict(name, missing)
+            if self.cache:
+                self.cache.put(model.fingerprint, self._data_fp, view, np.asarray(missing), preds)
+            found.update(zip(missing, (int(p) for p in preds), strict=True))
+        self.served_from_cache += len(ids) - len(missing)
+        self.computed += len(missing)
+        if self.progress:
+            self.progress("evaluating", self.computed + self.served_from_cache, 0, name)
+        pred = np.array([found[i] for i in ids], dtype=np.int64)
+        return np.asarray(model.label_map.is_correct(pred, self._labels[ids]), dtype=bool)
+
+
+def measure(
+    spec: ModelSpec,
+    load: Callable[[], Adapter],
+    cache: PredictionCache | None,
+    fingerprint: str | None = None,
+) -> Measurements:
+    """The model's size, parameters and MACs per sample, from the cache when known."""
+    fp = fingerprint or spec.fingerprint()
+    measured = cache.measurements(fp) if cache else None
+    if measured is None:
+        measured = load().measure()
+        if cache:
+            cache.put_measurements(fp, measured)
+    return measured
+
+
+def measure_models(
+    specs: Sequence[ModelSpec],
+    *,
+    cache: PredictionCache | None = None,
+    progress: ProgressFn | None = None,
+) -> list[dict[str, object]]:
+    """One row per model for ``greenrunner inspect``: measured metadata or why it failed."""
+    rows: list[dict[str, object]] = []
+    for done, spec in enumerate(specs):
+        if progress:
+            progress("measuring", done, len(specs), spec.name)
+        row: dict[str, object] = {
+            "name": spec.name,
+            "format": spec.format,
+            "card_accuracy": spec.card_accuracy,
+            "license": spec.license,
+        }
+        try:
+            m = measure(spec, lambda spec=spec: load_adapter(spec), cache)  # type: ignore[misc]
+        except EvaluationError as exc:
+            rows.append({**row, "status": "failed", "note": str(exc)})
+            continue
+        rows.append(
+            {
+                **row,
+                "size_mb": m.size_bytes / 1e6,
+                "mmacs": m.macs / 1e6,
+                "params_m": m.params / 1e6,
+                "status": "ok",
+                "note": m.macs_note,
+            }
+        )
+    if progress:
+        progress("measuring", len(specs), len(specs), "")
+    return rows
+
+
+@dataclass(frozen=True)
+class PreparedModels:
+    candidates: list[Candidate]
+    evaluator: InferenceEvaluator
+    unavailable: dict[str, str]  # model name -> why it could not be loaded or run
+
+
+def _check_classes(
+    specs: Sequence[ModelSpec],
+    dataset: TargetDataset,
+    mapping: Mapping[str, Sequence[str]] | None,
+    restrict: bool,
+) -> dict[str, LabelMap]:
+    maps: dict[tuple[str, ...], LabelMap] = {}
+    out = {}
+    for spec in specs:
+        if spec.classes is None:
+            raise DataError(
+                f"model {spec.name!r} has no class names; give classes or classes_file in "
+                "the manifest (or a classes.txt beside the ONNX files)"
+            )
+        if spec.classes not in maps:
+            try:
+                maps[spec.classes] = build_label_map(
+                    dataset.class_names, spec.classes, mapping, restrict
+                )
+            except DataError as exc:
+                raise DataError(f"model {spec.name!r}: {exc}") from None
+        out[spec.name] = maps[spec.classes]
+    return out
+
+
+def prepare_models(
+    specs: Sequence[ModelSpec],
+    dataset: TargetDataset,
+    *,
+    mapping: Mapping[str, Sequence[str]] | None = None,
+    restrict: bool = False,
+    cache: PredictionCache | None = None,
+    batch_size: int = 64,
+    progress: ProgressFn | None = None,
+) -> PreparedModels:
+    """Check, load and measure every model; return candidates and the evaluator."""
+    if len(dataset) == 0:
+        raise DataError(f"the target dataset {dataset.name!r} has no samples")
+    label_maps = _check_classes(specs, dataset, mapping, restrict)
+    evaluator = InferenceEvaluator(
+        dataset,
+        {s.name: _Model(s, label_maps[s.name], s.fingerprint()) for s in specs},
+        cache=cache,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    candidates, unavailable = [], {}
+    for done, spec in enumerate(specs):
+        if progress:
+            progress("loading", done, len(specs), spec.name)
+
+        def load(name: str = spec.name) -> Adapter:
+            adapter = evaluator.adapter(name)
+            # One real sample through the model: a wrong output width or a crash shows now,
+            # not in the middle of the run.
+            evaluator.predict(name, [0])
+            return adapter
+
+        try:
+            measured = measure(spec, load, cache, evaluator.models[spec.name].fingerprint)
+        except EvaluationError as exc:
+            log.warning("%s", exc)
+            unavailable[spec.name] = str(exc)
+            continue
+        candidates.append(
+            Candidate(
+                name=spec.name,
+                size_bytes=float(measured.size_bytes),
+                macs=measured.macs,
+                params=measured.params,
+                benchmark_accuracy=spec.card_accuracy,
+                license=spec.license,
+                metrics=dict(spec.extra),
+            )
+        )
+    if progress:
+        progress("loading", len(specs), len(specs), "")
+    return PreparedModels(candidates, evaluator, unavailable)
