@@ -90,7 +90,7 @@ def test_inspect_lists_measured_metadata(
     [
         ([], "--models needs --data"),
         (["--data", "NOWHERE"], "no such file or folder"),
-        (["--data", "TARGET", "--label-map", "NOMAP.json"], "cannot read the label map"),
+        (["--data", "TARGET", "--label-map", "NOMAP.json"], "no bundled map of that name"),
         (["--data", "TARGET", "--batch-size", "0"], "batch size must be a positive integer"),
     ],
 )

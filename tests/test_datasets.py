@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from greenrunner.datasets import ArrayDataset, build_label_map, load_mapping_file, open_dataset
+from greenrunner.datasets.labels import resolve_label_map
 from greenrunner.errors import DataError
 
 
@@ -172,10 +173,14 @@ def test_mapping_files(tmp_path: Path) -> None:
         load_mapping_file(bad)
 
 
-def test_the_objectnet_mapping_loads() -> None:
-    path = Path(__file__).parents[2] / "shared" / "data" / "objectnet_to_imagenet_1k.json"
-    if not path.is_file():
-        pytest.skip("the shared reference data is not beside the checkout")
+def test_the_bundled_objectnet_map_covers_torchvision_classes() -> None:
+    torchvision = pytest.importorskip("torchvision")
+    path = resolve_label_map("objectnet-imagenet")
     mapping = load_mapping_file(path)
-    assert len(mapping) > 100
+    assert len(mapping) == 113
     assert mapping["Alarm clock"] == ["analog clock", "digital clock"]
+    categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    label_map = build_label_map(list(mapping), categories, mapping, restrict=True)
+    assert sum(len(a) for a in label_map.allowed) == 125  # every entry found a class
+    with pytest.raises(DataError, match="no bundled map of that name"):
+        resolve_label_map("objectnet-nope")

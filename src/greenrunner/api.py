@@ -105,7 +105,7 @@ def open_real(
     before any inference is spent.
     """
     from greenrunner.datasets import open_dataset
-    from greenrunner.datasets.labels import load_mapping_file
+    from greenrunner.datasets.labels import load_mapping_file, resolve_label_map
     from greenrunner.evaluation.cache import PredictionCache
     from greenrunner.evaluation.inference import prepare_models
     from greenrunner.repositories.models import open_models
@@ -114,7 +114,7 @@ def open_real(
         raise ConfigError(f"batch size must be a positive integer; got {batch_size!r}")
     repo = open_models(models)
     dataset = open_dataset(data)
-    mapping = load_mapping_file(Path(label_map)) if label_map is not None else None
+    mapping = load_mapping_file(resolve_label_map(label_map)) if label_map is not None else None
     specs = [replace(s, trust=True) for s in repo.specs] if trust else list(repo.specs)
     prepared = prepare_models(
         specs,

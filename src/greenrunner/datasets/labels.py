@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,26 @@ def build_label_map(
             "map (--label-map FILE: JSON {target: [model classes]} or CSV target,model)"
         )
     return LabelMap(tuple(model_classes), tuple(allowed), restrict)
+
+
+def bundled_label_maps() -> dict[str, Path]:
+    """Label maps shipped with GreenRunner, by name (e.g. ``objectnet-imagenet``)."""
+    folder = Path(str(resources.files("greenrunner"))) / "data" / "label_maps"
+    return {p.stem: p for p in sorted(folder.glob("*.json"))}
+
+
+def resolve_label_map(where: str | Path) -> Path:
+    """A mapping file's path, or the bundled map of that name."""
+    path = Path(where).expanduser()
+    if path.exists():
+        return path
+    bundled = bundled_label_maps()
+    if str(where) in bundled:
+        return bundled[str(where)]
+    raise DataError(
+        f"--label-map {where}: no such file, and no bundled map of that name "
+        f"(bundled: {', '.join(bundled) or 'none'})"
+    )
 
 
 def load_mapping_file(path: Path) -> dict[str, list[str]]:
