@@ -171,3 +171,22 @@ def test_measured_macs_agree_with_torchvision(builder: str) -> None:
     m = TorchAdapter(builder, module, preprocessing_of(weights), None).measure()
     assert m.macs == pytest.approx(weights.meta["_ops"] * 1e9, rel=0.02)
     assert m.params == weights.meta["num_params"]
+
+
+def test_the_torchvision_catalogue(tmp_path: Path) -> None:
+    from greenrunner.errors import DataError
+    from greenrunner.repositories.models import open_models
+    from greenrunner.repositories.torchvision_catalogue import catalogue
+
+    specs = catalogue()
+    assert len(specs) == 114  # 115 weights; vgg16's FEATURES weights have no classifier
+    by_name = {s.name: s for s in specs}
+    r18 = by_name["resnet18.IMAGENET1K_V1"]
+    assert r18.card_accuracy == pytest.approx(0.69758)
+    assert r18.classes is not None and len(r18.classes) == 1000
+    swag = [s for s in specs if "SWAG" in s.name]
+    assert swag and all(s.license == "CC-BY-NC-4.0" for s in swag)
+    torch.hub.set_dir(str(tmp_path / "empty-hub"))
+    assert catalogue(available_only=True) == []
+    with pytest.raises(DataError, match="no torchvision weights are in the torch cache"):
+        open_models("torchvision:cached")

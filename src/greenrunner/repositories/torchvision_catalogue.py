@@ -15,7 +15,8 @@ _DEFAULT_LICENSE = "BSD-3-Clause"
 
 
 def catalogue(available_only: bool = False) -> list[ModelSpec]:
-    """One spec per classification weight (115 in torchvision 0.29)."""
+    """One spec per classification weight: 114 in torchvision 0.29 (of its 115 weights,
+    vgg16's IMAGENET1K_FEATURES has no classifier and is left out)."""
     require("torchvision", "torch")
     import torchvision
 
@@ -24,6 +25,9 @@ def catalogue(available_only: bool = False) -> list[ModelSpec]:
     specs = []
     for builder in sorted(torchvision.models.list_models(module=torchvision.models)):
         for weights in torchvision.models.get_model_weights(builder):
+            if not weights.meta.get("categories"):
+                # vgg16's IMAGENET1K_FEATURES: a feature extractor with no classifier head.
+                continue
             if available_only and not checkpoint_path(weights).is_file():
                 continue
             acc = weights.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
