@@ -92,9 +92,10 @@ class _Entry:
 
 
 def demo_dir() -> Path:
-    """Where the demo lives: ``$GREENRUNNER_CACHE/demo/v1`` (default ~/.cache/greenrunner)."""
-    root = os.environ.get("GREENRUNNER_CACHE") or str(Path.home() / ".cache" / "greenrunner")
-    return Path(root).expanduser() / "demo" / VERSION
+    """Where the demo lives: ``demo/v1`` in GreenRunner's cache folder (see cache_home)."""
+    from greenrunner.evaluation.cache import cache_home
+
+    return cache_home() / "demo" / VERSION
 
 
 def ensure_demo(*, progress: bool = True) -> Path:
