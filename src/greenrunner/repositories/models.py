@@ -41,6 +41,10 @@ def open_models(where: str | Path) -> ModelRepository:
 
         name, description, specs = load_manifest(path)
         return ModelRepository(name, description, tuple(specs))
+    if path.is_dir():
+        from greenrunner.repositories.onnx_folder import load_onnx_folder
+
+        return ModelRepository(path.name, f"ONNX models in {path}", tuple(load_onnx_folder(path)))
     if not path.exists():
         raise DataError(f"--models {text}: no such file or folder")
     raise DataError(
