@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -39,21 +39,30 @@ class Preprocessing:
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
 
     def __post_init__(self) -> None:
-        size = tuple(int(v) for v in self.size)
-        if len(size) != 2 or min(size) < 1:
+        size = _integers(self.size)
+        if size is None or len(size) != 2 or min(size) < 1:
             raise ConfigError(f"input size must be two positive integers (H, W); got {self.size}")
         object.__setattr__(self, "size", size)
-        if self.channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 (grey) or 3 (RGB); got {self.channels}")
+        if _integers((self.channels,)) not in ((1,), (3,)):
+            raise ConfigError(f"channels must be 1 (grey) or 3 (RGB); got {self.channels!r}")
+        object.__setattr__(self, "channels", int(self.channels))
         for name in ("mean", "std"):
-            values = tuple(float(v) for v in getattr(self, name))
-            if len(values) not in (1, self.channels) or not all(np.isfinite(values)):
+            raw = getattr(self, name)
+            values = _floats((raw,) if isinstance(raw, int | float) else raw)
+            if values is None or len(values) not in (1, self.channels):
                 raise ConfigError(
-                    f"{name} must have 1 or {self.channels} finite values; got {values}"
+                    f"{name} must have 1 or {self.channels} finite numbers; got {raw!r}"
                 )
             object.__setattr__(self, name, values)
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"std values must be positive; got {self.std}")
+        if self.resize is not None and _integers((self.resize,)) is None:
+            raise ConfigError(
+                f"resize must be an integer (pixels) or left out; got {self.resize!r}"
+            )
+        if self.resize is not None:
+            # Plain ints: numpy integers would break the JSON fingerprint.
+            object.__setattr__(self, "resize", int(self.resize))
         if self.resize is not None and self.resize < min(size):
             raise ConfigError(
                 f"resize ({self.resize}) must be at least the crop size {size}; "
@@ -82,25 +91,63 @@ def prepare(images: Sequence[np.ndarray], spec: Preprocessing) -> np.ndarray:
         "nearest": Image.Resampling.NEAREST,
     }[spec.interpolation]
     h, w = spec.size
-    out = np.empty((len(images), h, w, spec.channels), dtype=np.float32)
+    c = spec.channels
+    nchw = spec.layout == "NCHW"
+    # Written straight into the final layout, one image at a time: transposing a whole
+    # batch afterwards is a strided copy that cost a third of the preparation time.
+    out = np.empty((len(images), c, h, w) if nchw else (len(images), h, w, c), np.float32)
     for i, array in enumerate(images):
         img = Image.fromarray(_to_uint8(array))
-        img = img.convert("L" if spec.channels == 1 else "RGB")
+        img = img.convert("L" if c == 1 else "RGB")
         if spec.resize is not None:
-            scale = spec.resize / min(img.size)
-            img = img.resize(
-                (max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale))),
-                resample,
-            )
-            left, top = (img.size[0] - w) // 2, (img.size[1] - h) // 2
+            img = img.resize(_resized(img.size, spec.resize, (w, h)), resample)
+            # Rounded, not floored, as torchvision's CenterCrop does: an odd margin puts
+            # the crop where the published evaluation put it.
+            left = round((img.size[0] - w) / 2.0)
+            top = round((img.size[1] - h) / 2.0)
             img = img.crop((left, top, left + w, top + h))
         else:
             img = img.resize((w, h), resample)
-        pixels = np.asarray(img, dtype=np.float32) / 255.0
-        out[i] = pixels[..., None] if pixels.ndim == 2 else pixels
-    out -= np.asarray(spec.mean, dtype=np.float32)
-    out /= np.asarray(spec.std, dtype=np.float32)
-    return out.transpose(0, 3, 1, 2).copy() if spec.layout == "NCHW" else out
+        pixels = np.asarray(img, dtype=np.uint8).reshape(h, w, c)
+        out[i] = pixels.transpose(2, 0, 1) if nchw else pixels
+    shape = (1, c, 1, 1) if nchw else (1, 1, 1, c)
+    mean = np.broadcast_to(np.asarray(spec.mean, np.float32), (c,)).reshape(shape)
+    std = np.broadcast_to(np.asarray(spec.std, np.float32), (c,)).reshape(shape)
+    # (x / 255 - mean) / std, in place
+    out *= np.float32(1 / 255)
+    out -= mean
+    out /= std
+    return out
+
+
+def _resized(size: tuple[int, int], short: int, least: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) with the shorter side ``short`` and the longer one truncated, as
+    torchvision's Resize(int) computes it, but never below the crop."""
+    w, h = size
+    new = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+    return max(least[0], new[0]), max(least[1], new[1])
+
+
+def _integers(values: object) -> tuple[int, ...] | None:
+    """The values as ints, or None unless every one is an integer (True and 2.5 are not)."""
+    if not isinstance(values, Iterable) or isinstance(values, str):
+        return None
+    items = tuple(values)
+    ints = [int(v) for v in items if isinstance(v, int | np.integer) and not isinstance(v, bool)]
+    return tuple(ints) if len(ints) == len(items) else None
+
+
+def _floats(values: object) -> tuple[float, ...] | None:
+    """The values as floats, or None unless every one is a finite number."""
+    if not isinstance(values, Iterable) or isinstance(values, str):
+        return None
+    items = tuple(values)
+    out = [
+        float(v)
+        for v in items
+        if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+    ]
+    return tuple(out) if len(out) == len(items) and all(np.isfinite(out)) else None
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
