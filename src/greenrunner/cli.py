@@ -10,18 +10,29 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from greenrunner import __version__
 from greenrunner.budget import UNITS, Budget
 from greenrunner.errors import ConfigError, GreenRunnerError
+from greenrunner.reasoning.providers import PROVIDERS
 from greenrunner.render import print_result, print_strategies, print_study
+from greenrunner.reward import Weights
+
+if TYPE_CHECKING:
+    from greenrunner.candidates import Candidate
+    from greenrunner.reasoning.suggestion import WeightSuggestion
+    from greenrunner.result import SelectionResult
 
 EXIT_USER_ERROR = 2
+DEMO_USE_CASE = (
+    "Recommend a model for reading the digits painted on landing pads, deployed on a "
+    "delivery drone"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,21 +61,31 @@ def _params(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _write_json(path: str, payload: Any) -> None:
+    _write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def _write_text(path: str, text: str) -> None:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        target.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise GreenRunnerError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _cmd_select(args: argparse.Namespace, console: Console) -> None:
-    from greenrunner.api import select
-    from greenrunner.reward import Weights
+class StagingCancelledError(GreenRunnerError):
+    """The user declined the weights at staging."""
 
-    weights = Weights.parse(args.weights)
+
+def _select_on_source(
+    args: argparse.Namespace, console: Console, stage: Callable[[Sequence[Candidate]], Weights]
+) -> tuple[SelectionResult, str, str]:
+    """Open the replay or the real models and data, settle the weights for these
+    candidates with ``stage``, and select. Returns the result, its source and a note."""
+    from greenrunner.api import select
+
     budget = Budget.parse(args.budget, args.budget_unit)
-    params = _params(args.param)
+    params = _params(getattr(args, "param", []))
     if args.replay:
         from greenrunner.repositories.replay import load_replay
 
@@ -72,33 +93,32 @@ def _cmd_select(args: argparse.Namespace, console: Console) -> None:
         result = select(
             repo.candidates,
             repo.evaluator,
-            weights,
+            stage(repo.candidates),
             strategy=args.strategy,
             budget=budget,
             seed=args.seed,
             **params,
         )
-        source, note = f"replay {repo.name}", repo.description
-    else:
-        from greenrunner.render import progress_bar
+        return result, f"replay {repo.name}", repo.description
+    from greenrunner.render import progress_bar
 
-        with progress_bar(console) as progress:
-            models, dataset, prepared = _open_real(args, progress)
-            result = select(
-                prepared.candidates,
-                prepared.evaluator,
-                weights,
-                strategy=args.strategy,
-                budget=budget,
-                seed=args.seed,
-                **params,
-            ).with_unavailable(prepared.unavailable)
-        source = f"models {models.name} on {dataset.name} ({len(dataset)} samples)"
-        note = models.description
-    print_result(console, result, source=source, note=note)
-    if args.json:
-        _write_json(args.json, result.to_dict())
-        console.print(f"Result written to {args.json}")
+    with progress_bar(console) as progress:
+        models, dataset, prepared = _open_real(args, progress)
+        weights = stage(prepared.candidates)
+        result = select(
+            prepared.candidates,
+            prepared.evaluator,
+            weights,
+            strategy=args.strategy,
+            budget=budget,
+            seed=args.seed,
+            **params,
+        ).with_unavailable(prepared.unavailable)
+    return (
+        result,
+        f"models {models.name} on {dataset.name} ({len(dataset)} samples)",
+        (models.description),
+    )
 
 
 def _open_real(args: argparse.Namespace, progress: Any) -> Any:
@@ -118,37 +138,141 @@ def _open_real(args: argparse.Namespace, progress: Any) -> Any:
     )
 
 
-def _cmd_demo(args: argparse.Namespace, console: Console) -> None:
-    from greenrunner.api import open_real, select
-    from greenrunner.demo.build import ensure_demo
-    from greenrunner.render import progress_bar
+def _finish(
+    args: argparse.Namespace, console: Console, result: SelectionResult, source: str, note: str
+) -> None:
+    """Print the result and write the JSON and the report where asked."""
     from greenrunner.report import markdown_report
-    from greenrunner.reward import Weights
 
+    print_result(console, result, source=source, note=note)
+    if args.json:
+        _write_json(args.json, result.to_dict())
+        console.print(f"Result written to {args.json}")
+    if args.report:
+        _write_text(args.report, markdown_report(result, source=source, note=note))
+        console.print(f"Report written to {args.report}")
+
+
+def _cmd_select(args: argparse.Namespace, console: Console) -> None:
     weights = Weights.parse(args.weights)
-    budget = Budget.parse(args.budget, args.budget_unit)
+    result, source, note = _select_on_source(args, console, lambda _: weights)
+    _finish(args, console, result, source, note)
+
+
+def _suggest(args: argparse.Namespace, console: Console) -> WeightSuggestion:
+    from greenrunner.reasoning import ProviderSettings, advise, make_advisor
+    from greenrunner.render import print_suggestion
+
+    settings = ProviderSettings(
+        provider=args.provider,
+        base_url=args.base_url,
+        model=args.model,
+        api_key_env=args.api_key_env,
+        timeout=args.timeout,
+    )
+    advisor = make_advisor(settings)
+    with console.status(f"Asking the {settings.provider} advisor..."):
+        suggestion = advise(advisor, args.use_case, samples=args.samples)
+    print_suggestion(console, suggestion)
+    return suggestion
+
+
+def _cmd_advise(args: argparse.Namespace, console: Console) -> None:
+    suggestion = _suggest(args, console)
+    if args.json:
+        _write_json(args.json, suggestion.to_dict())
+        console.print(f"Suggestion written to {args.json}")
+
+
+def _stage(args: argparse.Namespace, console: Console, suggestion: WeightSuggestion) -> Any:
+    """The staging step: --weights or --yes decide at once; otherwise the user accepts the
+    suggested weights or edits them at a prompt."""
+    from greenrunner.reasoning.staging import StagingRecord, apply_edit
+
+    if args.weights:
+        return StagingRecord(
+            suggestion,
+            Weights.parse(args.weights),
+            "given",
+            ("--weights replaced the suggested weights",),
+        )
+    if args.yes:
+        return StagingRecord(suggestion, suggestion.weights, "accepted")
+    current = suggestion.weights
+    console.print(
+        "Review the weights. Press Enter to accept them; type changes as metric=value "
+        "(e.g. size=0.4 or accuracy=0.7,complexity=0.1; the rest keep their values and all "
+        "are scaled to sum 1); q cancels."
+    )
+    while True:
+        try:
+            answer = console.input(f"weights [bold]{current}[/] > ").strip()
+        except EOFError:
+            raise ConfigError(
+                "staging needs an answer on standard input; pass --yes to accept the "
+                "suggested weights or --weights to set them"
+            ) from None
+        if answer.lower() in ("", "y", "yes"):
+            if current == suggestion.weights:
+                return StagingRecord(suggestion, current, "accepted")
+            return StagingRecord(suggestion, current, "edited")
+        if answer.lower() in ("q", "quit", "n", "no"):
+            raise StagingCancelledError("cancelled at staging; nothing was run")
+        try:
+            current = apply_edit(current, answer)
+        except ConfigError as exc:
+            console.print(f"[red]{exc}[/]", highlight=False)
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> None:
+    from dataclasses import replace
+
+    from greenrunner.reasoning.staging import fit_to_candidates
+
+    suggestion = _suggest(args, console)
+    record = _stage(args, console, suggestion)
+
+    def stage(candidates: Sequence[Candidate]) -> Weights:
+        nonlocal record
+        weights, notes = fit_to_candidates(record.weights, candidates)
+        for note in notes:
+            console.print(f"[yellow]Note:[/] {note}", highlight=False)
+        record = replace(record, weights=weights, notes=(*record.notes, *notes))
+        return weights
+
+    result, source, note = _select_on_source(args, console, stage)
+    _finish(args, console, replace(result, staging=record.to_dict()), source, note)
+
+
+def _cmd_demo(args: argparse.Namespace, console: Console) -> None:
+    from greenrunner.demo.build import ensure_demo
+
     console.print("Demo: digit classifiers trained on clean digits, a shifted target set.")
     folder = ensure_demo(progress=True)
-    with progress_bar(console) as progress:
-        models, dataset, prepared = open_real(folder, folder / "target", progress=progress)
-        result = select(
-            prepared.candidates,
-            prepared.evaluator,
-            weights,
-            strategy=args.strategy,
-            budget=budget,
-            seed=args.seed,
-        ).with_unavailable(prepared.unavailable)
-    source = f"models {models.name} on {dataset.name} ({len(dataset)} samples)"
-    print_result(console, result, source=source)
     out = Path(args.out)
-    _write_json(str(out / "demo-result.json"), result.to_dict())
-    report = out / "demo-report.md"
-    try:
-        report.write_text(markdown_report(result, source=source, note=models.description))
-    except OSError as exc:
-        raise GreenRunnerError(f"cannot write {report}: {exc.strerror or exc}") from None
-    console.print(f"Result written to {out / 'demo-result.json'}; report to {report}")
+    # The demo is the `run` pipeline on the bundled zoo, with the offline advisor and no
+    # prompt, so it runs unattended.
+    demo_args = argparse.Namespace(
+        **vars(args),
+        models=str(folder),
+        data=str(folder / "target"),
+        replay=None,
+        label_map=None,
+        restrict_logits=False,
+        trust=False,
+        no_cache=False,
+        batch_size=64,
+        provider="offline",
+        base_url=None,
+        model=None,
+        api_key_env="OPENAI_API_KEY",
+        timeout=60.0,
+        samples=1,
+        yes=True,
+        json=str(out / "demo-result.json"),
+        report=str(out / "demo-report.md"),
+    )
+    _cmd_run(demo_args, console)
 
 
 def _cmd_inspect(args: argparse.Namespace, console: Console) -> None:
@@ -174,7 +298,6 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> None:
 
 def _cmd_study(args: argparse.Namespace, console: Console) -> None:
     from greenrunner.repositories.replay import load_replay
-    from greenrunner.reward import Weights
     from greenrunner.study import run_study
 
     weights = Weights.parse(args.weights)
@@ -225,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
 
-    def common(p: argparse.ArgumentParser, *, models: bool = False) -> None:
+    def common(
+        p: argparse.ArgumentParser, *, models: bool = False, weights: str | None = "accuracy=1"
+    ) -> None:
         source = p.add_mutually_exclusive_group(required=True) if models else p
         source.add_argument(
             "--replay",
@@ -261,10 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
             real_models(p)
         p.add_argument(
             "--weights",
-            default="accuracy=1",
+            default=weights,
             metavar="W",
             help="metric weights, e.g. accuracy=0.63,size=0.25,complexity=0.21 "
-            "(default: accuracy=1)",
+            + (f"(default: {weights})" if weights else "(skips staging)"),
         )
         p.add_argument(
             "--budget-unit",
@@ -275,25 +400,82 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
         p.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT")
 
+    def selection(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--strategy", default="default", help="strategy name (see `greenrunner strategies`)"
+        )
+        p.add_argument(
+            "--budget",
+            default="0.1",
+            help="fraction of brute force in (0, 1] (e.g. 0.1 or 10%%), or an absolute "
+            "number of calls or MACs (default: 0.1)",
+        )
+        p.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a strategy parameter, e.g. --param epsilon=0.2 (repeatable)",
+        )
+        p.add_argument("--report", metavar="OUT.md", help="also write a readable report")
+
+    def advisor(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--provider",
+            default="offline",
+            choices=PROVIDERS,
+            help="offline rules (default; no network), openai (any OpenAI-compatible "
+            "endpoint) or local (a GGUF model run in-process)",
+        )
+        p.add_argument(
+            "--base-url", metavar="URL", help="endpoint for openai, e.g. http://127.0.0.1:8080/v1"
+        )
+        p.add_argument(
+            "--model",
+            metavar="NAME",
+            help="model name at the endpoint (openai) or path of a GGUF file (local)",
+        )
+        p.add_argument(
+            "--api-key-env",
+            default="OPENAI_API_KEY",
+            metavar="VAR",
+            help="environment variable that holds the API key (default: OPENAI_API_KEY); "
+            "keys are never taken on the command line",
+        )
+        p.add_argument(
+            "--timeout", type=float, default=60.0, help="seconds per LLM request (default: 60)"
+        )
+        p.add_argument(
+            "--samples",
+            type=int,
+            default=1,
+            help="ask N times and report the mean weights and their spread (default: 1)",
+        )
+
     sel = sub.add_parser("select", help="select the best model for the weights within a budget")
     common(sel, models=True)
-    sel.add_argument(
-        "--strategy", default="default", help="strategy name (see `greenrunner strategies`)"
-    )
-    sel.add_argument(
-        "--budget",
-        default="0.1",
-        help="fraction of brute force in (0, 1] (e.g. 0.1 or 10%%), or an absolute "
-        "number of calls or MACs (default: 0.1)",
-    )
-    sel.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a strategy parameter, e.g. --param epsilon=0.2 (repeatable)",
-    )
+    selection(sel)
     sel.set_defaults(run=_cmd_select)
+
+    adv = sub.add_parser(
+        "advise", help="suggest weights for a use case, with a justification and trade-offs"
+    )
+    adv.add_argument("use_case", metavar="USE_CASE", help='e.g. "detect objects on a drone"')
+    advisor(adv)
+    adv.add_argument("--json", metavar="OUT", help="also write the suggestion as JSON to OUT")
+    adv.set_defaults(run=_cmd_advise)
+
+    run = sub.add_parser(
+        "run", help="use case -> suggested weights -> staging (review, edit) -> selection"
+    )
+    common(run, models=True, weights=None)
+    selection(run)
+    run.add_argument("--use-case", required=True, metavar="TEXT", help="what the model is for")
+    advisor(run)
+    run.add_argument(
+        "--yes", action="store_true", help="accept the suggested weights without a prompt"
+    )
+    run.set_defaults(run=_cmd_run)
 
     st = sub.add_parser("study", help="repeat strategies at several budgets against brute force")
     common(st)
@@ -316,9 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(run=_cmd_study)
 
     demo = sub.add_parser(
-        "demo", help="build (once) and run the bundled real demo: a digit zoo on shifted digits"
+        "demo",
+        help="build (once) and run the bundled real demo: use case -> weights -> selection "
+        "of a digit zoo on shifted digits",
     )
-    demo.add_argument("--weights", default="accuracy=0.63,size=0.25,complexity=0.21")
+    demo.add_argument("--use-case", default=DEMO_USE_CASE, metavar="TEXT")
+    demo.add_argument("--weights", default=None, help="set the weights instead of the advisor")
     demo.add_argument("--strategy", default="default")
     demo.add_argument("--budget", default="0.1")
     demo.add_argument("--budget-unit", default="macs", choices=UNITS)
@@ -348,6 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     try:
         args.run(args, console)
+    except StagingCancelledError as exc:
+        Console(stderr=True).print(str(exc), highlight=False)
+        return 1
     except GreenRunnerError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_USER_ERROR

@@ -24,6 +24,7 @@ from greenrunner.study import StudyRow
 
 if TYPE_CHECKING:
     from greenrunner.evaluation.inference import ProgressFn
+    from greenrunner.reasoning.suggestion import WeightSuggestion
 
 STOP_REASONS = {
     "budget": "the budget was spent",
@@ -174,3 +175,23 @@ def progress_bar(console: Console) -> Iterator[ProgressFn]:
             progress.update(tasks[stage], completed=done, total=total or None, detail=detail)
 
         yield update
+
+
+def print_suggestion(console: Console, suggestion: WeightSuggestion) -> None:
+    """The suggested weights (with their spread over samples), justification, trade-offs."""
+    table = Table(title=f"Suggested weights ({suggestion.provider}: {suggestion.model})")
+    table.add_column("metric")
+    table.add_column("weight", justify="right")
+    if suggestion.samples > 1:
+        table.add_column(f"std over {suggestion.samples} samples", justify="right")
+    table.add_column("trade-off")
+    for metric, weight in suggestion.weights.as_dict().items():
+        row = [metric, f"{weight:.3f}"]
+        if suggestion.samples > 1:
+            row.append(f"{suggestion.spread.get(metric, 0.0):.3f}")
+        row.append(suggestion.tradeoffs.get(metric, ""))
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"[bold]Why:[/] {suggestion.justification}", highlight=False)
+    for note in suggestion.notes:
+        console.print(f"[yellow]Note:[/] {note}", highlight=False)

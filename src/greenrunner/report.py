@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from greenrunner.result import ModelReport, SelectionResult
 
 
@@ -38,6 +40,8 @@ def markdown_report(result: SelectionResult, *, source: str, note: str = "") -> 
     ]
     if note:
         lines.append(f"- Note: {note}")
+    if result.staging is not None:
+        lines += _staging_section(result.staging)
     lines += [
         "",
         "## Top models",
@@ -84,3 +88,23 @@ def markdown_report(result: SelectionResult, *, source: str, note: str = "") -> 
             f"| {r.rank} | {r.name} | {r.status} | {_accuracy(r)} | {r.pulls:,} | {r.note} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _staging_section(staging: dict[str, Any]) -> list[str]:
+    """The use case, the advisor's suggestion and what the user decided."""
+    suggestion = staging.get("suggestion")
+    used = ", ".join(f"{k} {v:g}" for k, v in staging["weights"].items())
+    lines = ["", "## Use case and weights", ""]
+    if suggestion:
+        shown = ", ".join(f"{k} {v:g}" for k, v in suggestion["weights"].items())
+        lines += [
+            f"> {suggestion['use_case']}",
+            "",
+            f"- Suggested by {suggestion['provider']} ({suggestion['model']}): {shown}",
+            f"- Justification: {suggestion['justification']}",
+        ]
+        lines += [f"- Trade-off, {k}: {v}" for k, v in suggestion["tradeoffs"].items()]
+        lines += [f"- Advisor note: {n}" for n in suggestion["notes"]]
+    lines.append(f"- Weights used ({staging['decision']} at staging): {used}")
+    lines += [f"- Staging note: {n}" for n in staging["notes"]]
+    return lines

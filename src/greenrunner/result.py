@@ -60,6 +60,9 @@ class SelectionResult:
     accuracy_source: str = "target"  # "target" (evaluated) or "model card" (benchmark)
     # Real inference only: calls answered from the prediction cache vs computed.
     cache: dict[str, int] | None = None
+    # Runs from a use case: the advisor's suggestion and what the user decided at staging
+    # (greenrunner.reasoning.staging.StagingRecord.to_dict()).
+    staging: dict[str, Any] | None = None
 
     @property
     def recommended(self) -> str:

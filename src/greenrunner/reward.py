@@ -24,11 +24,16 @@ from greenrunner.errors import ConfigError
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric the reward can weigh: ``direction`` +1 if higher is better, -1 if lower."""
+    """A metric the reward can weigh: ``direction`` +1 if higher is better, -1 if lower.
+
+    ``proxy`` is the core metric that stands in for it when the candidates do not measure it
+    (MACs for latency and energy, the weights file for memory).
+    """
 
     name: str
     direction: int
     description: str
+    proxy: str | None = None
 
 
 ACCURACY = "accuracy"
@@ -41,10 +46,12 @@ METRICS: Mapping[str, Metric] = MappingProxyType(
             Metric(ACCURACY, +1, "top-1 accuracy on the target data (measured)"),
             Metric("size", -1, "size of the weights (bytes), log min-max normalised"),
             Metric("complexity", -1, "MACs per sample, log min-max normalised"),
-            Metric("latency", -1, "inference latency per sample, log min-max normalised"),
-            Metric("memory", -1, "peak memory at inference, log min-max normalised"),
-            Metric("energy", -1, "energy per sample, log min-max normalised"),
-            Metric("throughput", +1, "samples per second, log min-max normalised"),
+            Metric(
+                "latency", -1, "inference latency per sample, log min-max normalised", "complexity"
+            ),
+            Metric("memory", -1, "peak memory at inference, log min-max normalised", "size"),
+            Metric("energy", -1, "energy per sample, log min-max normalised", "complexity"),
+            Metric("throughput", +1, "samples per second, log min-max normalised", "complexity"),
         )
     }
 )
@@ -93,30 +100,7 @@ class Weights:
     @classmethod
     def parse(cls, text: str) -> Weights:
         """Parse ``accuracy=0.63,size=0.25,complexity=0.21``."""
-        values: dict[str, float] = {}
-        for part in (p.strip() for p in text.split(",")):
-            if not part:
-                continue
-            name, sep, raw = part.partition("=")
-            name = name.strip()
-            if not sep or not name:
-                raise ConfigError(
-                    f"cannot read weight {part!r}; write metric=value pairs separated by commas, "
-                    "e.g. accuracy=0.63,size=0.25,complexity=0.21"
-                )
-            if name in values:
-                raise ConfigError(f"weight for {name!r} is given twice in {text!r}")
-            try:
-                values[name] = float(raw)
-            except ValueError:
-                raise ConfigError(
-                    f"weight for {name!r} must be a number; got {raw.strip()!r}"
-                ) from None
-        if not values:
-            raise ConfigError(
-                "no weights given; write e.g. accuracy=0.63,size=0.25,complexity=0.21"
-            )
-        return cls(values)
+        return cls(parse_pairs(text))
 
     @property
     def accuracy(self) -> float:
@@ -136,6 +120,32 @@ class Weights:
 
     def __str__(self) -> str:
         return ",".join(f"{k}={v:g}" for k, v in self.as_dict().items())
+
+
+def parse_pairs(text: str) -> dict[str, float]:
+    """``accuracy=0.63,size=0.25`` -> {"accuracy": 0.63, "size": 0.25}; names unchecked."""
+    values: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, raw = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError(
+                f"cannot read weight {part!r}; write metric=value pairs separated by commas, "
+                "e.g. accuracy=0.63,size=0.25,complexity=0.21"
+            )
+        if name in values:
+            raise ConfigError(f"weight for {name!r} is given twice in {text!r}")
+        try:
+            values[name] = float(raw)
+        except ValueError:
+            raise ConfigError(
+                f"weight for {name!r} must be a number; got {raw.strip()!r}"
+            ) from None
+    if not values:
+        raise ConfigError("no weights given; write e.g. accuracy=0.63,size=0.25,complexity=0.21")
+    return values
 
 
 def lognorm(values: Sequence[float] | np.ndarray) -> np.ndarray:
