@@ -35,6 +35,7 @@ from typing import Any
 import _common as common
 from greenrunner.errors import GreenRunnerError
 from greenrunner.reasoning.base import Advisor, advise
+from greenrunner.reasoning.providers import PROVIDERS, ProviderSettings, make_advisor
 from greenrunner.reward import METRICS
 
 CASES = common.HERE / "advisor_cases.toml"
@@ -320,19 +321,6 @@ def by_group(groups: Sequence[Group], results: Sequence[CaseResult]) -> list[dic
     return out
 
 
-def make_advisor(provider: str, base_url: str | None, model: str | None) -> Advisor:
-    """The offline advisor, or an OpenAI-compatible one at ``base_url`` serving ``model``."""
-    if provider == "offline":
-        from greenrunner.reasoning.offline import OfflineAdvisor
-
-        return OfflineAdvisor()
-    if not base_url or not model:
-        raise SystemExit("--provider openai needs --base-url and --model")
-    from greenrunner.reasoning.openai import OpenAIAdvisor
-
-    return OpenAIAdvisor(base_url, model)
-
-
 # ----------------------------------------------------------------------------- reports
 
 
@@ -405,7 +393,7 @@ def markdown(report: Mapping[str, Any], results: Sequence[CaseResult]) -> str:
         f"`{report['provider']}`, model `{report['model']}`, {report['samples']} sample(s) per "
         f"case, {report['seconds']:.1f} s.",
         "",
-        f"Cases from `benchmarks/advisor_cases.toml`: {s['cases_total']} use cases in "
+        f"Cases from `{report['cases_file']}`: {s['cases_total']} use cases in "
         f"{len(report['groups'])} groups of paraphrases, written without looking at the "
         "advisor's vocabulary. A case passes when its weights satisfy every property of its "
         "group.",
@@ -431,6 +419,14 @@ def markdown(report: Mapping[str, Any], results: Sequence[CaseResult]) -> str:
     return "\n".join(lines)
 
 
+def _shown(path: Path) -> str:
+    """The path relative to the repository when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(common.HERE.parent))
+    except ValueError:
+        return str(path)
+
+
 def build_report(
     groups: Sequence[Group],
     results: Sequence[CaseResult],
@@ -438,9 +434,11 @@ def build_report(
     samples: int,
     seconds: float,
     provider: str,
+    cases_file: Path = CASES,
 ) -> dict[str, Any]:
     first = next((r for r in results if r.error is None), None)
     return {
+        "cases_file": _shown(cases_file),
         "command": common.command_line(),
         "code": common.code_version(),
         "provider": first.provider if first else provider,
@@ -469,14 +467,16 @@ def write(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--provider", choices=("offline", "openai"), default="offline")
+    parser.add_argument("--provider", choices=PROVIDERS, default="offline")
     parser.add_argument("--base-url", help="OpenAI-compatible endpoint (--provider openai)")
-    parser.add_argument("--model", help="model name at that endpoint (--provider openai)")
+    parser.add_argument("--model", help="model name (openai) or GGUF path (local)")
     parser.add_argument("--samples", type=int, default=1, help="draws per case (mean weights)")
     parser.add_argument("--cases", type=Path, default=CASES, help="the cases file")
     args = parser.parse_args(argv)
     groups = load_groups(args.cases)
-    advisor = make_advisor(args.provider, args.base_url, args.model)
+    advisor = make_advisor(
+        ProviderSettings(provider=args.provider, base_url=args.base_url, model=args.model)
+    )
     t0 = time.perf_counter()
     results = evaluate(advisor, groups, args.samples)
     report = build_report(
@@ -485,8 +485,12 @@ def main(argv: list[str] | None = None) -> int:
         samples=args.samples,
         seconds=time.perf_counter() - t0,
         provider=args.provider,
+        cases_file=args.cases,
     )
+    # One results file per provider and cases file, so no run overwrites another's.
     stem = STEM if args.provider == "offline" else f"{STEM}_{args.provider}"
+    if args.cases.resolve() != CASES.resolve():
+        stem += "_" + args.cases.stem.removeprefix("advisor_cases_")
     out = write(report, results, stem)
     s = report["summary"]
     print(

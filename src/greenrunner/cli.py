@@ -30,8 +30,7 @@ if TYPE_CHECKING:
 
 EXIT_USER_ERROR = 2
 DEMO_USE_CASE = (
-    "Recommend a model for reading the digits painted on landing pads, deployed on a "
-    "delivery drone"
+    "Recommend a model for reading the digits painted on landing pads, deployed on a delivery drone"
 )
 
 
