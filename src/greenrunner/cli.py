@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from greenrunner import __version__
 from greenrunner.budget import UNITS, Budget
@@ -326,6 +327,47 @@ def _cmd_study(args: argparse.Namespace, console: Console) -> None:
         console.print(f"Study written to {args.json}")
 
 
+def _cmd_serve(args: argparse.Namespace, console: Console) -> None:
+    import importlib.util
+
+    from greenrunner.reasoning import ProviderSettings
+    from greenrunner.web.settings import (
+        DEFAULT_BUILDERS,
+        MB,
+        WebSettings,
+        default_data_dir,
+        resolve_token,
+    )
+
+    missing = [
+        m
+        for m in ("fastapi", "uvicorn", "sqlalchemy", "jinja2", "multipart")
+        if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise ConfigError(f"the web app needs {', '.join(missing)}: pip install 'greenrunner[web]'")
+    settings = WebSettings(
+        data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(),
+        db_url=args.db,
+        host=args.host,
+        port=args.port,
+        token=resolve_token(args.token),
+        workers=args.workers,
+        max_upload_bytes=int(args.max_upload_mb * MB),
+        builders=(*DEFAULT_BUILDERS, *args.allow_builder),
+        advisor=ProviderSettings(
+            provider=args.provider,
+            base_url=args.base_url,
+            model=args.model,
+            api_key_env=args.api_key_env,
+            timeout=args.timeout,
+        ),
+    )
+    from greenrunner.web.app import serve
+
+    serve(settings, console)
+
+
 def _cmd_strategies(args: argparse.Namespace, console: Console) -> None:
     print_strategies(console)
 
@@ -518,6 +560,47 @@ def build_parser() -> argparse.ArgumentParser:
     real_models(ins)
     ins.set_defaults(run=_cmd_inspect)
 
+    srv = sub.add_parser(
+        "serve", help="the web app: set-up, staging, live results, history (greenrunner[web])"
+    )
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="port (8000)")
+    srv.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL (default: SQLite in the data folder), "
+        "e.g. postgresql+psycopg://user@host/greenrunner",
+    )
+    srv.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="uploads and the SQLite database "
+        "(default: web/ in the cache folder, $GREENRUNNER_CACHE)",
+    )
+    srv.add_argument(
+        "--token",
+        help="access token the API and pages require (needed to listen on a "
+        "non-loopback address); prefer the GREENRUNNER_TOKEN environment variable",
+    )
+    srv.add_argument("--workers", type=int, default=1, help="experiments run at once (1)")
+    srv.add_argument(
+        "--max-upload-mb", type=float, default=200.0, help="largest upload in MB (200)"
+    )
+    srv.add_argument(
+        "--allow-builder",
+        action="append",
+        default=[],
+        metavar="MODULE:",
+        help="also allow uploaded manifests to name builders starting with this "
+        "(e.g. mypackage.models:); repeatable",
+    )
+    srv.add_argument("--provider", default="offline", choices=PROVIDERS, help="weight advisor")
+    srv.add_argument("--base-url", metavar="URL", help="endpoint for --provider openai")
+    srv.add_argument("--model", metavar="NAME", help="model for --provider openai or local")
+    srv.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR")
+    srv.add_argument("--timeout", type=float, default=60.0, help="seconds per LLM request")
+    srv.set_defaults(run=_cmd_serve)
+
     ls = sub.add_parser("strategies", help="list the strategies with one line each")
     ls.set_defaults(run=_cmd_strategies)
     return parser
@@ -536,7 +619,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         Console(stderr=True).print(str(exc), highlight=False)
         return 1
     except GreenRunnerError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: messages hold brackets ("pip install 'greenrunner[web]'") rich would eat
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")

@@ -1,0 +1,112 @@
+"""``create_app(settings)``: the FastAPI app with the API, the pages and static files."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from rich.console import Console
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from greenrunner import __version__
+from greenrunner.errors import GreenRunnerError
+from greenrunner.web import api, auth, pages
+from greenrunner.web.limits import BodyLimit, wants_html
+from greenrunner.web.service import Service, ServiceError
+from greenrunner.web.settings import WebSettings
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: WebSettings, *, service: Service | None = None) -> FastAPI:
+    """The app; it owns ``service`` (made from ``settings`` if not given) and closes it
+    on shutdown."""
+    service = service or Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="GreenRunner",
+        version=__version__,
+        description="Pick the right pre-trained model for your data and use case, spending "
+        "little compute. Send `Authorization: Bearer TOKEN` when the server has a token.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(GreenRunnerError, _user_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_middleware(auth.QueryTokenMiddleware)
+    app.add_middleware(auth.LoopbackHostMiddleware)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    app.include_router(auth.router)
+    app.include_router(api.router)
+    app.include_router(pages.router)  # pages check the token themselves, with a page
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    if STATIC.is_dir():  # the package's own folder: never created at run time
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Unknown pages (and other HTTP errors) answer a browser with a page, the API with JSON."""
+    if wants_html(request):
+        return pages.error_page(request, str(exc.detail), exc.status_code)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _user_error(_: Request, exc: GreenRunnerError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=400)
+
+
+async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with one readable line in ``detail`` (and FastAPI's list in ``errors``)."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
+    detail = "invalid request: " + "; ".join(parts)
+    return JSONResponse({"detail": detail, "errors": _plain(exc.errors())}, status_code=422)
+
+
+def _plain(errors: object) -> object:
+    """FastAPI's error list made JSON-safe (``ctx`` may hold exception objects)."""
+    if isinstance(errors, dict):
+        return {k: _plain(v) for k, v in errors.items()}
+    if isinstance(errors, list | tuple):
+        return [_plain(v) for v in errors]
+    return errors if isinstance(errors, str | int | float | bool | None) else str(errors)
+
+
+def serve(settings: WebSettings, console: Console) -> None:
+    """Run the app on uvicorn until interrupted (Ctrl-C or SIGTERM stop it gracefully:
+    a run in progress ends at its next round and shows as interrupted)."""
+    import uvicorn
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="info", access_log=True
+    )
+    auth.redact_access_log()  # after uvicorn configured its loggers
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{shown}:{settings.port}"
+    console.print(f"GreenRunner web app at [bold]{url}/[/] (API documentation at {url}/docs)")
+    console.print(f"Data folder: {settings.data_dir}")
+    if settings.token:
+        console.print(f"Access token required: open {url}/login?token=<the token> once.")
+    uvicorn.Server(config).run()

@@ -1,0 +1,139 @@
+"""The web app's settings: immutable, validated when built, one object for every part.
+
+Nothing here imports FastAPI or SQLAlchemy, so the CLI can validate ``serve``'s options
+(and refuse an exposed server without a token) before the web extra is even imported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from greenrunner.errors import ConfigError
+from greenrunner.reasoning.providers import ProviderSettings
+
+TOKEN_ENV = "GREENRUNNER_TOKEN"
+MIN_TOKEN_CHARS = 16
+MB = 1024 * 1024
+TOKEN_HINT = (
+    'make one with: python -c "import secrets; print(secrets.token_urlsafe(24))" and pass it '
+    f"in the environment variable {TOKEN_ENV} (safer than --token, which other users of the "
+    "machine can see in the process list)"
+)
+# Builders an uploaded manifest may name. A builder is any importable callable, so letting an
+# upload choose one is letting it run code on the server; these two only build networks.
+DEFAULT_BUILDERS = ("torchvision.models:", "greenrunner.demo.zoo:")
+
+
+def default_data_dir() -> Path:
+    """``web`` in GreenRunner's cache folder (``$GREENRUNNER_CACHE`` moves both)."""
+    from greenrunner.evaluation.cache import cache_home
+
+    return cache_home() / "web"
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def resolve_token(given: str | None) -> str | None:
+    """The token from the command line, else from ``$GREENRUNNER_TOKEN``, else None."""
+    return given or os.environ.get(TOKEN_ENV) or None
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """Where the server listens, where it keeps its data, and the limits it enforces.
+
+    ``db_url`` is any SQLAlchemy URL (``postgresql://user@host/db``); None means SQLite in
+    ``data_dir``. ``token`` is required when ``host`` is not a loopback address. Uploads are
+    bounded by ``max_upload_bytes`` (the file as sent), ``max_extract_bytes`` and
+    ``max_files`` (what an archive unpacks to) and ``max_ratio`` (uncompressed over
+    compressed size per entry: a zip bomb compresses far better than real models or
+    photos). ``builders`` are the ``module:`` prefixes an uploaded manifest may name.
+    """
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    db_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    workers: int = 1
+    max_upload_bytes: int = 200 * MB
+    max_extract_bytes: int = 1024 * MB
+    max_files: int = 20_000
+    max_ratio: float = 200.0
+    progress_interval: float = 0.5
+    use_cache: bool = True
+    builders: tuple[str, ...] = DEFAULT_BUILDERS
+    advisor: ProviderSettings = field(default_factory=ProviderSettings)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise ConfigError(f"port must be an integer from 1 to 65535; got {self.port!r}")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"port must be an integer from 1 to 65535; got {self.port}")
+        for name in ("workers", "max_upload_bytes", "max_extract_bytes", "max_files"):
+            _positive_int(name, getattr(self, name))
+        if not (math.isfinite(self.max_ratio) and self.max_ratio > 1):
+            raise ConfigError(f"max_ratio must be a number above 1; got {self.max_ratio!r}")
+        if not (math.isfinite(self.progress_interval) and self.progress_interval >= 0):
+            raise ConfigError(
+                f"progress_interval must be a non-negative number of seconds; "
+                f"got {self.progress_interval!r}"
+            )
+        if self.db_url is not None and "://" not in self.db_url:
+            raise ConfigError(
+                f"--db must be a database URL such as sqlite:///path/greenrunner.sqlite or "
+                f"postgresql://user@host/dbname; got {self.db_url!r}"
+            )
+        if self.token is not None:
+            if len(self.token) < MIN_TOKEN_CHARS or self.token != self.token.strip():
+                # The message must not repeat the token: it would end up in logs.
+                raise ConfigError(
+                    f"the access token must be at least {MIN_TOKEN_CHARS} characters without "
+                    f"surrounding spaces; {TOKEN_HINT}"
+                )
+        elif not is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to listen on {self.host} without an access token: anyone who can "
+                f"reach it could upload files and run experiments. Give a token ({TOKEN_HINT}), "
+                "or bind to 127.0.0.1 and reach it through an SSH tunnel"
+            )
+        object.__setattr__(self, "builders", tuple(self.builders))
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'greenrunner.sqlite'}"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def exposed(self) -> bool:
+        return not is_loopback(self.host)
+
+    def __repr__(self) -> str:
+        # The token never appears in a repr (and so in no log line or traceback).
+        shown = "set" if self.token else "none"
+        return (
+            f"WebSettings(data_dir={str(self.data_dir)!r}, db_url={self.db_url!r}, "
+            f"host={self.host!r}, port={self.port}, token={shown}, workers={self.workers})"
+        )
