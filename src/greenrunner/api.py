@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenrunner.budget import Budget
 from greenrunner.candidates import Candidate
+from greenrunner.energy import EnergyRun, EnergySettings, TrackerFactory
 from greenrunner.engine import ProgressCallback, run_selection
 from greenrunner.errors import ConfigError
 from greenrunner.evaluation.base import CachingEvaluator, EvaluationError, Evaluator
@@ -19,6 +20,7 @@ from greenrunner.strategies.baselines import Benchmark, BruteForce
 
 if TYPE_CHECKING:
     from greenrunner.datasets.base import TargetDataset
+    from greenrunner.evaluation.executors import Executor
     from greenrunner.evaluation.inference import PreparedModels, ProgressFn
     from greenrunner.repositories.models import ModelRepository
 
@@ -32,12 +34,23 @@ def select(
     budget: Budget | None = None,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    energy: EnergySettings | None = None,
+    energy_tracker: TrackerFactory | None = None,
+    executor: Executor | None = None,
     **params: Any,
 ) -> SelectionResult:
     """Select the best candidate for ``weights`` on the evaluator's target samples.
 
     ``budget`` defaults to 10% of brute force's calls. ``params`` go to the strategy
     (for example ``epsilon=0.2`` for ``epsilon_greedy``).
+
+    ``energy`` says whether and where to measure the run's energy (default: measure real
+    inference when CodeCarbon is installed); ``energy_tracker`` replaces CodeCarbon's
+    offline tracker (tests inject fakes).
+
+    ``executor`` runs each round's evaluations (default: in this process; see
+    :mod:`greenrunner.evaluation.executors`); the result is the same on any executor. The
+    caller closes it.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer; got {seed!r}")
@@ -53,16 +66,22 @@ def select(
                 f"{', '.join(missing[:5])}; add benchmark_accuracy to models.csv"
             )
     reward = RewardModel(weights, candidates)
-    history, stop = run_selection(
-        candidates,
-        evaluator,
-        reward,
-        chosen,
-        budget,
-        seed,
-        progress=progress,
-        prune=not isinstance(chosen, BruteForce | Benchmark),
-    )
+    meter = EnergyRun(energy or EnergySettings(), evaluator, energy_tracker)
+    meter.start()
+    try:
+        history, stop = run_selection(
+            candidates,
+            meter.wrap(evaluator),
+            reward,
+            chosen,
+            budget,
+            seed,
+            progress=progress,
+            prune=not isinstance(chosen, BruteForce | Benchmark),
+            executor=executor,
+        )
+    finally:
+        meter.stop()
     if not history.contenders.any():
         reasons = "; ".join(
             f"{candidates[k].name}: {why}" for k, why in sorted(history.reasons.items())
@@ -83,7 +102,13 @@ def select(
     )
     if isinstance(evaluator, CachingEvaluator):
         result = replace(result, cache=evaluator.cache_stats())
-    return result
+    report = meter.report(
+        calls=result.calls,
+        macs=result.macs,
+        brute_force_macs=result.brute_force_macs,
+        cache=result.cache,
+    )
+    return replace(result, energy=report, energy_note=meter.note)
 
 
 def open_real(

@@ -26,8 +26,12 @@ from greenrunner.reward import Weights
 
 if TYPE_CHECKING:
     from greenrunner.candidates import Candidate
+    from greenrunner.energy import EnergySettings
+    from greenrunner.evaluation.executors import Executor
+    from greenrunner.evaluation.recording import RecordingExecutor
     from greenrunner.reasoning.suggestion import WeightSuggestion
     from greenrunner.result import SelectionResult
+    from greenrunner.store import Experiment, ExperimentStore
 
 EXIT_USER_ERROR = 2
 DEMO_USE_CASE = (
@@ -78,11 +82,16 @@ class StagingCancelledError(GreenRunnerError):
 
 
 def _select_on_source(
-    args: argparse.Namespace, console: Console, stage: Callable[[Sequence[Candidate]], Weights]
+    args: argparse.Namespace,
+    console: Console,
+    stage: Callable[[Sequence[Candidate]], Weights],
+    recorder: _Recorder | None = None,
 ) -> tuple[SelectionResult, str, str]:
     """Open the replay or the real models and data, settle the weights for these
-    candidates with ``stage``, and select. Returns the result, its source and a note."""
+    candidates with ``stage``, and select, recording in the store if ``recorder`` is given.
+    Returns the result, its source and a note."""
     from greenrunner.api import select
+    from greenrunner.store import real_fingerprint, replay_fingerprint
 
     budget = Budget.parse(args.budget, args.budget_unit)
     params = _params(getattr(args, "param", []))
@@ -90,13 +99,21 @@ def _select_on_source(
         from greenrunner.repositories.replay import load_replay
 
         repo = load_replay(args.replay)
+        weights = stage(repo.candidates)
+        executor = _executor(args)
+        if recorder is not None:
+            names = [c.name for c in repo.candidates]
+            fingerprint = replay_fingerprint(names, repo.evaluator.correct, repr(repo.candidates))
+            executor = recorder.wrap(args, executor, weights, fingerprint)
         result = select(
             repo.candidates,
             repo.evaluator,
-            stage(repo.candidates),
+            weights,
             strategy=args.strategy,
             budget=budget,
             seed=args.seed,
+            energy=_energy(args),
+            executor=executor,
             **params,
         )
         return result, f"replay {repo.name}", repo.description
@@ -105,6 +122,12 @@ def _select_on_source(
     with progress_bar(console) as progress:
         models, dataset, prepared = _open_real(args, progress)
         weights = stage(prepared.candidates)
+        executor = _executor(args)
+        if recorder is not None:
+            fingerprint = real_fingerprint(
+                dataset.fingerprint(), {s.name: s.fingerprint() for s in models.specs}
+            )
+            executor = recorder.wrap(args, executor, weights, fingerprint)
         result = select(
             prepared.candidates,
             prepared.evaluator,
@@ -112,12 +135,44 @@ def _select_on_source(
             strategy=args.strategy,
             budget=budget,
             seed=args.seed,
+            energy=_energy(args),
+            executor=executor,
             **params,
         ).with_unavailable(prepared.unavailable)
     return (
         result,
         f"models {models.name} on {dataset.name} ({len(dataset)} samples)",
         (models.description),
+    )
+
+
+def _executor(args: argparse.Namespace) -> Executor:
+    """Where evaluations run (select, run); other commands' namespaces lack the options."""
+    import atexit
+
+    from greenrunner.evaluation.executors import RayOptions, create_executor
+
+    address = getattr(args, "address", None)
+    options = RayOptions(
+        address=address,
+        num_cpus=getattr(args, "cpus_per_model", 1.0),
+        num_gpus=getattr(args, "gpus_per_model", 0.0),
+    )
+    executor = create_executor(getattr(args, "executor", "inprocess"), options)
+    # The command ends with the process: release Ray's workers (and a Ray instance this
+    # process started) then, without threading a context manager through every command.
+    atexit.register(executor.close)
+    return executor
+
+
+def _energy(args: argparse.Namespace) -> EnergySettings:
+    """The energy options (select, run, demo); other commands' namespaces lack them."""
+    from greenrunner.energy import EnergySettings
+
+    return EnergySettings(
+        mode=getattr(args, "energy", "auto"),
+        country=getattr(args, "country", None),
+        region=getattr(args, "region", None),
     )
 
 
@@ -153,10 +208,137 @@ def _finish(
         console.print(f"Report written to {args.report}")
 
 
+class _Recorder:
+    """Ties one selection to ``--store``: creates the experiment (or takes up a stored one)
+    once the weights are settled, records every observation (around the executor, so it
+    stays in this process on a cluster too), stores the result."""
+
+    def __init__(
+        self,
+        store: ExperimentStore,
+        console: Console,
+        experiment: Experiment | None = None,
+        staging: Callable[[], dict[str, Any] | None] = lambda: None,
+    ) -> None:
+        self.store, self.console, self.experiment = store, console, experiment
+        self.staging = staging
+        self.executor: RecordingExecutor | None = None
+        self.source_opened = False  # the source opened; errors from here on are not about it
+
+    def wrap(
+        self,
+        args: argparse.Namespace,
+        executor: Executor,
+        weights: Weights,
+        fingerprint: dict[str, Any],
+    ) -> RecordingExecutor:
+        from greenrunner.evaluation.recording import RecordingExecutor
+        from greenrunner.store import settings_from_options, source_changes
+
+        self.source_opened = True
+        where = self.store.path
+        if self.experiment is None:
+            settings = settings_from_options(vars(args), weights.values, self.staging())
+            exp_id = self.store.create(settings, fingerprint)
+            self.console.print(
+                f"Experiment {exp_id} in {where}; if stopped, resume with: "
+                f"greenrunner resume {exp_id} --store {where}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            exp_id = self.experiment.id
+            changes = source_changes(self.experiment.fingerprint, fingerprint)
+            if changes:
+                raise ConfigError(
+                    f"experiment {exp_id}'s source changed since it started "
+                    f"({'; '.join(changes)}), so its stored observations no longer apply; "
+                    "restore the original files, or start a new experiment with "
+                    "`greenrunner select ... --store`"
+                )
+            before = self.store.count(exp_id)
+            self.console.print(
+                f"Resuming experiment {exp_id}: {before:,} observations stored in {where}.",
+                highlight=False,
+                soft_wrap=True,
+            )
+        self.executor = RecordingExecutor(executor, self.store, exp_id)
+        return self.executor
+
+    def finish(self, result: SelectionResult) -> None:
+        assert self.executor is not None
+        rec = self.executor
+        self.store.finish(rec.experiment, result.to_dict())
+        self.console.print(
+            f"Store: experiment {rec.experiment} done; {rec.computed:,} evaluations computed "
+            f"by this run, {rec.served:,} served from the store.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _recorder(
+    args: argparse.Namespace,
+    console: Console,
+    staging: Callable[[], dict[str, Any] | None] = lambda: None,
+) -> _Recorder | None:
+    if not getattr(args, "store", None):
+        return None
+    from greenrunner.store import ExperimentStore
+
+    return _Recorder(ExperimentStore(args.store), console, staging=staging)
+
+
 def _cmd_select(args: argparse.Namespace, console: Console) -> None:
     weights = Weights.parse(args.weights)
-    result, source, note = _select_on_source(args, console, lambda _: weights)
+    recorder = _recorder(args, console)
+    result, source, note = _select_on_source(args, console, lambda _: weights, recorder)
     _finish(args, console, result, source, note)
+    if recorder is not None:
+        recorder.finish(result)
+
+
+def _cmd_resume(args: argparse.Namespace, console: Console) -> None:
+    from dataclasses import replace
+
+    from greenrunner.store import ExperimentStore, result_from_dict
+
+    if not Path(args.store).is_file():
+        raise ConfigError(
+            f"no store at {args.store}; give the --store path the experiment was started with"
+        )
+    store = ExperimentStore(args.store)
+    experiment = store.get(args.id)
+    settings = dict(experiment.settings)
+    for key in ("json", "report"):
+        settings[key] = getattr(args, key) or settings.get(key)
+    run_args = argparse.Namespace(**settings, store=args.store)
+    if experiment.done:
+        assert experiment.result is not None
+        console.print(f"Experiment {experiment.id} is already done; its stored result:")
+        stored = result_from_dict(experiment.result)
+        if stored is not None:
+            _finish(args, console, stored, f"experiment {experiment.id} in {args.store}", "")
+            return
+        console.print_json(data=experiment.result)  # stored by another version
+        if args.json:
+            _write_json(args.json, experiment.result)
+        return
+    weights = Weights(settings["weights"])
+    recorder = _Recorder(store, console, experiment)
+    try:
+        result, source, note = _select_on_source(run_args, console, lambda _: weights, recorder)
+    except GreenRunnerError as exc:
+        if recorder.source_opened:
+            raise
+        raise type(exc)(
+            f"cannot resume experiment {experiment.id}: {exc}; its source must still be where "
+            "it was when the experiment started"
+        ) from None
+    if settings.get("staging") is not None:
+        result = replace(result, staging=settings["staging"])
+    _finish(run_args, console, result, source, note)
+    recorder.finish(result)
 
 
 def _suggest(args: argparse.Namespace, console: Console) -> WeightSuggestion:
@@ -240,8 +422,12 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> None:
         record = replace(record, weights=weights, notes=(*record.notes, *notes))
         return weights
 
-    result, source, note = _select_on_source(args, console, stage)
-    _finish(args, console, replace(result, staging=record.to_dict()), source, note)
+    recorder = _recorder(args, console, lambda: record.to_dict())
+    result, source, note = _select_on_source(args, console, stage, recorder)
+    result = replace(result, staging=record.to_dict())
+    _finish(args, console, result, source, note)
+    if recorder is not None:
+        recorder.finish(result)
 
 
 def _cmd_demo(args: argparse.Namespace, console: Console) -> None:
@@ -459,6 +645,47 @@ def build_parser() -> argparse.ArgumentParser:
             help="a strategy parameter, e.g. --param epsilon=0.2 (repeatable)",
         )
         p.add_argument("--report", metavar="OUT.md", help="also write a readable report")
+        p.add_argument(
+            "--executor",
+            default="inprocess",
+            choices=("inprocess", "ray"),
+            help="where evaluations run: in this process (default) or on Ray, one worker per "
+            "model, a round's evaluations in parallel (extra greenrunner[ray])",
+        )
+        p.add_argument(
+            "--address",
+            metavar="ADDR",
+            help="Ray cluster to join: auto (this machine's `ray start` cluster) or "
+            "ray://HOST:10001; default: start a local Ray instance",
+        )
+        p.add_argument(
+            "--cpus-per-model", type=float, default=1.0, help="Ray: CPUs per model worker (1)"
+        )
+        p.add_argument(
+            "--gpus-per-model", type=float, default=0.0, help="Ray: GPUs per model worker (0)"
+        )
+        energy_options(p)
+
+    def energy_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--energy",
+            default="auto",
+            choices=("auto", "on", "off"),
+            help="measure the energy of real inference with CodeCarbon's offline tracker: "
+            "auto (if installed), on (required), off (default: auto)",
+        )
+        p.add_argument(
+            "--country",
+            metavar="ISO3",
+            help="country whose grid sets the CO2 figure, e.g. FRA (default: world average)",
+        )
+        p.add_argument("--region", metavar="NAME", help="region within --country, e.g. california")
+        p.add_argument(
+            "--store",
+            metavar="PATH",
+            help="record the experiment and every observation in this SQLite file as they "
+            "arrive, so a stopped run can be resumed (`greenrunner resume ID --store PATH`)",
+        )
 
     def advisor(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -518,6 +745,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(run=_cmd_run)
 
+    res = sub.add_parser(
+        "resume",
+        help="finish a stopped `select`/`run --store` experiment without evaluating anything twice",
+    )
+    res.add_argument("id", type=int, metavar="ID", help="the experiment id printed at its start")
+    res.add_argument("--store", required=True, metavar="PATH", help="the experiment's store")
+    res.add_argument("--json", metavar="OUT", help="write the result JSON here (default: as set)")
+    res.add_argument("--report", metavar="OUT.md", help="write the report here (default: as set)")
+    res.set_defaults(run=_cmd_resume)
+
     st = sub.add_parser("study", help="repeat strategies at several budgets against brute force")
     common(st)
     st.add_argument(
@@ -550,6 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--budget-unit", default="macs", choices=UNITS)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="out", help="folder for the JSON result and the report")
+    energy_options(demo)
     demo.set_defaults(run=_cmd_demo)
 
     ins = sub.add_parser(

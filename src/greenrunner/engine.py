@@ -15,6 +15,7 @@ from greenrunner.budget import Budget
 from greenrunner.candidates import Candidate, check_unique_names
 from greenrunner.errors import ConfigError
 from greenrunner.evaluation.base import EvaluationError, Evaluator
+from greenrunner.evaluation.executors import Executor, InProcessExecutor, Outcome
 from greenrunner.history import History, Status
 from greenrunner.reward import RewardModel
 from greenrunner.strategies._base import Strategy
@@ -98,8 +99,13 @@ def run_selection(
     *,
     progress: ProgressCallback | None = None,
     prune: bool = True,
+    executor: Executor | None = None,
 ) -> tuple[History, str]:
-    """Run one selection; returns the final history and the stop reason."""
+    """Run one selection; returns the final history and the stop reason.
+
+    ``executor`` runs each round's evaluations (default: in this process, one after
+    another); it never changes the decisions, only where and how parallel they run.
+    """
     check_unique_names(candidates)
     n = evaluator.n_samples
     if n <= 0:
@@ -116,7 +122,9 @@ def run_selection(
     )
     history = History(reward, order_rng.permutation(n), costs, limit, card)
     strategy.start(history, strategy_rng)
-    stop = _loop(candidates, evaluator, strategy, history, progress, prune)
+    stop = _loop(
+        candidates, evaluator, strategy, history, progress, prune, executor or InProcessExecutor()
+    )
     log.info("selection stopped (%s) after %d calls", stop, history.calls)
     return history, stop
 
@@ -128,6 +136,7 @@ def _loop(
     history: History,
     progress: ProgressCallback | None,
     prune: bool,
+    executor: Executor,
 ) -> str:
     while True:
         if prune:
@@ -156,22 +165,23 @@ def _loop(
                 return "budget" if decision.pulls else "strategy_done"
             continue
         history.rounds += 1
-        for arm, count in pulls.items():
-            _evaluate(candidates[arm], evaluator, history, arm, count)
+        # A pull's sample ids depend only on its own model's prefix, so the whole round can
+        # be handed out at once and recorded afterwards in the round's order.
+        arms = list(pulls)
+        work = [(candidates[arm], history.next_samples(arm, pulls[arm])) for arm in arms]
+        for arm, outcome in zip(arms, executor.run(evaluator, work), strict=True):
+            _record(candidates[arm], history, arm, pulls[arm], outcome)
         if progress is not None:
             progress(history)
 
 
-def _evaluate(
-    candidate: Candidate, evaluator: Evaluator, history: History, arm: int, count: int
-) -> None:
-    ids = history.next_samples(arm, count)
-    try:
-        outcome = np.asarray(evaluator.evaluate(candidate, ids))
-        if outcome.shape != (count,):
-            raise EvaluationError(f"evaluator returned shape {outcome.shape} for {count} samples")
-    except EvaluationError as exc:
-        log.warning("candidate %s failed: %s", candidate.name, exc)
-        history.set_status(arm, Status.FAILED, str(exc))
+def _record(candidate: Candidate, history: History, arm: int, count: int, outcome: Outcome) -> None:
+    if not isinstance(outcome, EvaluationError) and np.shape(outcome) != (count,):
+        outcome = EvaluationError(
+            f"evaluator returned shape {np.shape(outcome)} for {count} samples"
+        )
+    if isinstance(outcome, EvaluationError):
+        log.warning("candidate %s failed: %s", candidate.name, outcome)
+        history.set_status(arm, Status.FAILED, str(outcome))
         return
-    history.record(arm, outcome.astype(bool))
+    history.record(arm, np.asarray(outcome).astype(bool))

@@ -17,6 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from greenrunner.energy import summary as energy_summary
 from greenrunner.report import significant
 from greenrunner.result import ModelReport, SelectionResult
 from greenrunner.strategies import describe
@@ -91,6 +92,10 @@ def print_result(console: Console, result: SelectionResult, *, source: str, note
             f"saved {saved['macs_fraction']:.1%} of the compute ({saved['mmacs']:,.0f} MMACs)"
         )
     console.print(line + ".")
+    if result.energy is not None or result.energy_note:
+        console.print(
+            f"Energy: {energy_summary(result.energy, result.energy_note)}.", highlight=False
+        )
     console.print(f"Stopped because {STOP_REASONS.get(result.stop_reason, result.stop_reason)}.")
     if result.cache is not None:
         console.print(

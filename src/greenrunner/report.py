@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from greenrunner.energy import summary as energy_summary
 from greenrunner.result import ModelReport, SelectionResult
 
 
@@ -70,6 +71,8 @@ def markdown_report(result: SelectionResult, *, source: str, note: str = "") -> 
             f"- MACs: {result.macs / 1e6:,.1f} of {result.brute_force_macs / 1e6:,.1f} MMACs; "
             f"saved {saved['macs_fraction']:.1%} ({saved['mmacs']:,.1f} MMACs)"
         )
+    if result.energy is not None or result.energy_note:
+        lines.append(f"- Energy: {energy_summary(result.energy, result.energy_note)}")
     if result.cache is not None:
         lines.append(
             f"- Inference: {result.cache['computed']:,} calls computed, "

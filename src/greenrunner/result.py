@@ -11,6 +11,7 @@ import numpy as np
 
 from greenrunner.budget import Budget
 from greenrunner.candidates import Candidate
+from greenrunner.energy import EnergyReport
 from greenrunner.engine import brute_force_cost, mac_charge
 from greenrunner.history import History
 from greenrunner.stats import hypergeom_interval
@@ -63,6 +64,10 @@ class SelectionResult:
     # Runs from a use case: the advisor's suggestion and what the user decided at staging
     # (greenrunner.reasoning.staging.StagingRecord.to_dict()).
     staging: dict[str, Any] | None = None
+    # Real inference only: the run's energy (greenrunner.energy); None with energy_note
+    # saying why when it was not measured (a replay, CodeCarbon missing, turned off).
+    energy: EnergyReport | None = None
+    energy_note: str = ""
 
     @property
     def recommended(self) -> str:
@@ -71,6 +76,16 @@ class SelectionResult:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _clean(asdict(self))
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SelectionResult:
+        """The result back from ``to_dict()`` (stored experiments, the web report)."""
+        out = dict(data)
+        out["top"] = [ModelReport(**m) for m in data["top"]]
+        out["models"] = [ModelReport(**m) for m in data["models"]]
+        energy = data.get("energy")
+        out["energy"] = None if energy is None else EnergyReport.from_dict(energy)
+        return cls(**out)
 
     def with_unavailable(self, unavailable: dict[str, str]) -> SelectionResult:
         """The result with models that could not be loaded or run listed as failed."""

@@ -60,6 +60,14 @@ class PredictionCache:
     def close(self) -> None:
         self._db.close()
 
+    # A cache travels to remote workers (the Ray executor) as its path: each process opens
+    # its own connection, and SQLite serialises their writes to the one file.
+    def __getstate__(self) -> dict[str, Path]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Path]) -> None:
+        self.__init__(state["path"])  # type: ignore[misc]
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._db:  # commits on success, rolls back on error

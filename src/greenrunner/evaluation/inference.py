@@ -16,6 +16,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -95,6 +96,40 @@ class InferenceEvaluator:
 
     def cache_stats(self) -> dict[str, int]:
         return {"served": self.served_from_cache, "computed": self.computed}
+
+    def merge_cache_stats(self, stats: Mapping[str, int], candidate: Candidate) -> None:
+        """Count evaluations a remote copy of this evaluator ran (the Ray executor)."""
+        self.served_from_cache += int(stats.get("served", 0))
+        self.computed += int(stats.get("computed", 0))
+        if self.progress:
+            done = self.computed + self.served_from_cache
+            self.progress("evaluating", done, 0, candidate.name)
+
+    def for_model(self, name: str) -> InferenceEvaluator:
+        """A fresh evaluator for one model (a Ray worker's), sharing the data and the cache."""
+        if name not in self.models:
+            raise EvaluationError(f"no model named {name!r} in this repository")
+        return InferenceEvaluator(
+            self.dataset,
+            {name: self.models[name]},
+            cache=self.cache,
+            batch_size=self.batch_size,
+            max_loaded=1,
+        )
+
+    # Pickled (shipped to a remote worker) without what belongs to this process: loaded
+    # models, the decoded-sample memos, the progress callback and the counters.
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "models": self.models,
+            "cache": self.cache,
+            "batch_size": self.batch_size,
+            "max_loaded": self.max_loaded,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
 
     def adapter(self, name: str) -> Adapter:
         """The loaded model, loading it (and evicting the least recently used) if needed."""

@@ -83,13 +83,10 @@ def _table(block: list[str]) -> str:
 def html_report(view: ExperimentView) -> str:
     """The whole page; ``view`` must have a result."""
     from greenrunner.report import markdown_report
-    from greenrunner.result import ModelReport, SelectionResult
+    from greenrunner.result import SelectionResult
 
     assert view.result is not None
-    data = dict(view.result)
-    data["top"] = [ModelReport(**m) for m in data["top"]]
-    data["models"] = [ModelReport(**m) for m in data["models"]]
-    result = SelectionResult(**data)
+    result = SelectionResult.from_dict(dict(view.result))
     summary = view.summary
     body = markdown_to_html(
         markdown_report(

@@ -314,6 +314,7 @@ def _results(
             "result": result,
             "top3": pv.top_rows(result) if result else [],
             "savings": pv.savings(result) if result else None,
+            "energy": pv.energy(result) if result else None,
             "benchmark": pv.benchmark(view),
             "failed": pv.failed_models(result) if result else [],
             "stop_reason": pv.stop_reason(result) if result else "",

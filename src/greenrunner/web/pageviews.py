@@ -108,6 +108,23 @@ def savings(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def energy(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's energy for the results page: the figures, their source and one line."""
+    from greenrunner.energy import EnergyReport, format_kwh, summary
+
+    data = result.get("energy")
+    report = None if data is None else EnergyReport.from_dict(data)
+    return {
+        "measured": report is not None,
+        "kwh": None if report is None else format_kwh(report.kwh),
+        "source": None if report is None else report.source,
+        "brute_force": None
+        if report is None or report.brute_force_kwh_estimate is None
+        else format_kwh(report.brute_force_kwh_estimate),
+        "text": summary(report, str(result.get("energy_note") or "")),
+    }
+
+
 def benchmark(view: ExperimentView) -> dict[str, Any] | None:
     """The model-card pick (from the service's summary) with what our run measured of it
     on the target, if it was evaluated."""

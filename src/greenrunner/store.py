@@ -1,0 +1,327 @@
+"""The experiment store: a run's settings and every observation, committed as they arrive.
+
+One SQLite file (WAL mode) holds experiments (the settings that re-run them, the source's
+fingerprints, the status, the result once done) and observations ((experiment, model,
+sample) -> correct, one row each). A run killed mid-way keeps every observation committed
+before the kill; :class:`greenrunner.evaluation.recording.RecordingExecutor` answers those
+from here when the experiment is resumed, and the seeded engine asks for the same pulls in
+the same order, so the resumed run ends where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from greenrunner.errors import ConfigError
+
+# PRAGMA application_id: marks the file as a GreenRunner store ("GRST").
+APPLICATION_ID = 0x47525354
+SCHEMA_VERSION = 1
+RUNNING, DONE = "running", "done"
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    finished TEXT,
+    status TEXT NOT NULL CHECK (status IN ('{RUNNING}', '{DONE}')),
+    settings TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    result TEXT
+);
+CREATE TABLE IF NOT EXISTS observations (
+    experiment INTEGER NOT NULL REFERENCES experiments(id),
+    model TEXT NOT NULL,
+    sample INTEGER NOT NULL,
+    correct INTEGER NOT NULL CHECK (correct IN (0, 1)),
+    PRIMARY KEY (experiment, model, sample)
+) WITHOUT ROWID;
+"""
+_CHUNK = 900  # below SQLite's bound-parameter limit
+
+
+class StoreError(ConfigError):
+    """The store cannot be opened, or does not hold what was asked for."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One stored experiment. ``settings`` re-run it; ``fingerprint`` identifies its source."""
+
+    id: int
+    created: str
+    status: str
+    settings: dict[str, Any]
+    fingerprint: dict[str, Any]
+    result: dict[str, Any] | None
+
+    @property
+    def done(self) -> bool:
+        return self.status == DONE
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ExperimentStore:
+    """Experiments and their observations in one SQLite file; safe to share across threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            app_id = int(db.execute("PRAGMA application_id").fetchone()[0])
+            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path} is not a GreenRunner store ({exc}); give a new file name "
+                "for --store, or the path of a store an earlier run created"
+            ) from None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open the store {self.path}: {exc.strerror or exc}; give a writable path"
+            ) from None
+        if app_id != APPLICATION_ID and not (fresh or (app_id == 0 and tables == 0)):
+            db.close()
+            raise StoreError(
+                f"{self.path} is an SQLite file but not a GreenRunner store; give a new file "
+                "name for --store, or the path of a store an earlier run created"
+            )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before evaluate() returns, so a crash (even of the
+            # machine) loses at most the batch in flight.
+            db.execute("PRAGMA synchronous=FULL")
+            with db:
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            version = int(
+                db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+            )
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(f"cannot set up the store {self.path}: {exc}") from None
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise StoreError(
+                f"{self.path} was written by a newer GreenRunner (store schema {version}, this "
+                f"one reads {SCHEMA_VERSION}); upgrade greenrunner"
+            )
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ExperimentStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._db:  # one transaction: commits on success, rolls back on error
+            yield self._db
+
+    def create(self, settings: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> int:
+        """A new running experiment; returns its id."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO experiments (created, status, settings, fingerprint) "
+                "VALUES (?, ?, ?, ?)",
+                (_now(), RUNNING, _dumps(settings), _dumps(fingerprint)),
+            )
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    def get(self, experiment: int) -> Experiment:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, created, status, settings, fingerprint, result FROM experiments "
+                "WHERE id=?",
+                (experiment,),
+            ).fetchone()
+        if row is None:
+            known = self.ids()
+            listed = ", ".join(map(str, known[-10:])) if known else "none yet"
+            raise StoreError(
+                f"no experiment {experiment} in {self.path} (its experiments: {listed}); "
+                "check the id printed when the run started"
+            )
+        return Experiment(
+            id=int(row[0]),
+            created=str(row[1]),
+            status=str(row[2]),
+            settings=json.loads(row[3]),
+            fingerprint=json.loads(row[4]),
+            result=None if row[5] is None else json.loads(row[5]),
+        )
+
+    def ids(self) -> list[int]:
+        with self._lock:
+            return [int(r[0]) for r in self._db.execute("SELECT id FROM experiments ORDER BY id")]
+
+    def lookup(self, experiment: int, model: str, samples: Sequence[int]) -> dict[int, bool]:
+        """Stored outcomes of ``model`` on these samples (absent ones are left out)."""
+        out: dict[int, bool] = {}
+        ids = [int(s) for s in samples]
+        with self._lock:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                rows = self._db.execute(
+                    "SELECT sample, correct FROM observations WHERE experiment=? AND model=? "
+                    f"AND sample IN ({','.join('?' * len(chunk))})",
+                    (experiment, model, *chunk),
+                )
+                out.update((int(s), bool(c)) for s, c in rows)
+        return out
+
+    def record_many(
+        self, experiment: int, outcomes: Sequence[tuple[str, Sequence[int], np.ndarray]]
+    ) -> None:
+        """Store (model, sample ids, correct) outcomes in one transaction.
+
+        A pair already stored keeps its first outcome: writing twice is harmless.
+        """
+        rows = [
+            (experiment, model, int(s), int(bool(c)))
+            for model, samples, correct in outcomes
+            for s, c in zip(samples, correct, strict=True)
+        ]
+        with self._tx() as db:
+            db.executemany("INSERT OR IGNORE INTO observations VALUES (?, ?, ?, ?)", rows)
+
+    def record(
+        self, experiment: int, model: str, samples: Sequence[int], correct: np.ndarray
+    ) -> None:
+        """Store one model's outcomes on some samples (see :meth:`record_many`)."""
+        self.record_many(experiment, [(model, samples, correct)])
+
+    def count(self, experiment: int) -> int:
+        """Observations stored for the experiment."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM observations WHERE experiment=?", (experiment,)
+            ).fetchone()
+        return int(row[0])
+
+    def finish(self, experiment: int, result: Mapping[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE experiments SET status=?, finished=?, result=? WHERE id=?",
+                (DONE, _now(), _dumps(result), experiment),
+            )
+
+
+def _dumps(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, allow_nan=False)
+
+
+def replay_fingerprint(names: Sequence[str], correct: np.ndarray, metadata: str) -> dict[str, Any]:
+    """Identifies a replay by its content: model names, their metadata and the matrix."""
+    import hashlib
+
+    h = hashlib.sha256(metadata.encode())
+    h.update(np.ascontiguousarray(correct, dtype=bool).tobytes())
+    h.update(repr(correct.shape).encode())
+    return {"kind": "replay", "models": list(names), "content": h.hexdigest()[:24]}
+
+
+def real_fingerprint(data: str, models: Mapping[str, str]) -> dict[str, Any]:
+    """Identifies real models and data: the dataset's and each model's content hash."""
+    return {"kind": "models", "data": data, "models": dict(sorted(models.items()))}
+
+
+def source_changes(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """What differs between the stored source fingerprint and the current one ([] if none)."""
+    if stored.get("kind") != now.get("kind"):
+        return [f"the source was {stored.get('kind')} and is now {now.get('kind')}"]
+    changes: list[str] = []
+    for key in ("data", "content"):
+        if stored.get(key) != now.get(key):
+            changes.append("the target data changed" if key == "data" else "the replay changed")
+    old, new = stored.get("models", {}), now.get("models", {})
+    if isinstance(old, list) or isinstance(new, list):
+        old, new = dict.fromkeys(old, ""), dict.fromkeys(new, "")
+    gone = sorted(set(old) - set(new))
+    added = sorted(set(new) - set(old))
+    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k])
+    for label, names in (("missing", gone), ("new", added), ("changed", changed)):
+        if names:
+            changes.append(f"models {label}: {', '.join(names[:5])}")
+    return changes
+
+
+# The options of `select` and `run` that decide what a resumed run evaluates and writes.
+SOURCE_OPTIONS = (
+    "replay", "models", "data", "label_map", "restrict_logits", "trust", "no_cache", "batch_size",
+)  # fmt: skip
+SELECTION_OPTIONS = ("strategy", "budget", "budget_unit", "param", "seed", "json", "report")
+# Where and how it runs (executor, energy): kept when the command has them.
+RUNTIME_OPTIONS = (
+    "executor", "address", "cpus_per_model", "gpus_per_model", "energy", "country", "region",
+)  # fmt: skip
+_PATH_OPTIONS = ("replay", "models", "data", "label_map", "json", "report")
+
+
+def _absolute(value: Any, *, output: bool = False) -> Any:
+    """A path that exists (or an output path) made absolute, so a resume from another
+    folder finds it; a bundled name (objectnet-sim, torchvision) is kept as given."""
+    if not isinstance(value, str) or not value:
+        return value
+    path = Path(value).expanduser()
+    return str(path.resolve()) if output or path.exists() else value
+
+
+def settings_from_options(
+    options: Mapping[str, Any], weights: Mapping[str, float], staging: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What a resume needs to re-run a selection: the source, the settled weights, the
+    strategy, budget and seed, where to write, and the staging record of `run`."""
+    out: dict[str, Any] = {}
+    for key in (*SOURCE_OPTIONS, *SELECTION_OPTIONS):
+        value = options.get(key)
+        if key in _PATH_OPTIONS:
+            value = _absolute(value, output=key in ("json", "report"))
+        out[key] = value
+    out.update({key: options[key] for key in RUNTIME_OPTIONS if key in options})
+    out["weights"] = dict(weights)
+    out["staging"] = staging
+    return out
+
+
+def result_from_dict(data: Mapping[str, Any]) -> Any:
+    """The stored result JSON as a SelectionResult for rendering; None if it does not fit
+    (stored by another version)."""
+    from greenrunner.result import ModelReport, SelectionResult
+
+    try:
+        fields = dict(data)
+        fields["top"] = [ModelReport(**m) for m in fields["top"]]
+        fields["models"] = [ModelReport(**m) for m in fields["models"]]
+        return SelectionResult(**fields)
+    except (TypeError, KeyError):
+        return None
