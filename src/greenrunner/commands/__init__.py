@@ -1,0 +1,1 @@
+"""The commands behind the command line (greenrunner.cli parses; these do the work)."""

@@ -1,0 +1,330 @@
+"""`select`, `run`, `demo` and `resume`: open a source, settle the weights, select, report."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from greenrunner.budget import Budget
+from greenrunner.errors import ConfigError, GreenRunnerError
+from greenrunner.reward import Weights
+
+if TYPE_CHECKING:
+    from greenrunner.candidates import Candidate
+    from greenrunner.energy import EnergySettings
+    from greenrunner.evaluation.executors import Executor
+    from greenrunner.evaluation.recording import RecordingExecutor
+    from greenrunner.result import SelectionResult
+    from greenrunner.store import Experiment, ExperimentStore
+
+
+from greenrunner.commands._common import finish, parse_params, write_json
+from greenrunner.commands.advice import stage_weights, suggest
+
+DEMO_USE_CASE = (
+    "Recommend a model for reading the digits painted on landing pads, deployed on a delivery drone"
+)
+
+
+def _select_on_source(
+    args: argparse.Namespace,
+    console: Console,
+    stage: Callable[[Sequence[Candidate]], Weights],
+    recorder: _Recorder | None = None,
+) -> tuple[SelectionResult, str, str]:
+    """Open the replay or the real models and data, settle the weights for these
+    candidates with ``stage``, and select, recording in the store if ``recorder`` is given.
+    Returns the result, its source and a note."""
+    from greenrunner.api import select
+    from greenrunner.store import real_fingerprint, replay_fingerprint
+
+    budget = Budget.parse(args.budget, args.budget_unit)
+    params = parse_params(getattr(args, "param", []))
+    if args.replay:
+        from greenrunner.repositories.replay import load_replay
+
+        repo = load_replay(args.replay)
+        weights = stage(repo.candidates)
+        executor = _executor(args)
+        if recorder is not None:
+            names = [c.name for c in repo.candidates]
+            fingerprint = replay_fingerprint(names, repo.evaluator.correct, repr(repo.candidates))
+            executor = recorder.wrap(args, executor, weights, fingerprint)
+        result = select(
+            repo.candidates,
+            repo.evaluator,
+            weights,
+            strategy=args.strategy,
+            budget=budget,
+            seed=args.seed,
+            energy=_energy(args),
+            executor=executor,
+            **params,
+        )
+        return result, f"replay {repo.name}", repo.description
+    from greenrunner.render import progress_bar
+
+    with progress_bar(console) as progress:
+        models, dataset, prepared = _open_real(args, progress)
+        weights = stage(prepared.candidates)
+        executor = _executor(args)
+        if recorder is not None:
+            fingerprint = real_fingerprint(
+                dataset.fingerprint(), {s.name: s.fingerprint() for s in models.specs}
+            )
+            executor = recorder.wrap(args, executor, weights, fingerprint)
+        result = select(
+            prepared.candidates,
+            prepared.evaluator,
+            weights,
+            strategy=args.strategy,
+            budget=budget,
+            seed=args.seed,
+            energy=_energy(args),
+            executor=executor,
+            **params,
+        ).with_unavailable(prepared.unavailable)
+    return (
+        result,
+        f"models {models.name} on {dataset.name} ({len(dataset)} samples)",
+        (models.description),
+    )
+
+
+def _executor(args: argparse.Namespace) -> Executor:
+    """Where evaluations run (select, run); other commands' namespaces lack the options."""
+    import atexit
+
+    from greenrunner.evaluation.executors import RayOptions, create_executor
+
+    address = getattr(args, "address", None)
+    options = RayOptions(
+        address=address,
+        num_cpus=getattr(args, "cpus_per_model", 1.0),
+        num_gpus=getattr(args, "gpus_per_model", 0.0),
+    )
+    executor = create_executor(getattr(args, "executor", "inprocess"), options)
+    # The command ends with the process: release Ray's workers (and a Ray instance this
+    # process started) then, without threading a context manager through every command.
+    atexit.register(executor.close)
+    return executor
+
+
+def _energy(args: argparse.Namespace) -> EnergySettings:
+    """The energy options (select, run, demo); other commands' namespaces lack them."""
+    from greenrunner.energy import EnergySettings
+
+    return EnergySettings(
+        mode=getattr(args, "energy", "auto"),
+        country=getattr(args, "country", None),
+        region=getattr(args, "region", None),
+    )
+
+
+def _open_real(args: argparse.Namespace, progress: Any) -> Any:
+    from greenrunner.api import open_real
+
+    if not args.data:
+        raise ConfigError("--models needs --data DATASET (an ImageFolder, a CSV, IDX or .npz)")
+    return open_real(
+        args.models,
+        args.data,
+        label_map=args.label_map,
+        restrict=args.restrict_logits,
+        trust=args.trust,
+        use_cache=not args.no_cache,
+        batch_size=args.batch_size,
+        progress=progress,
+    )
+
+
+class _Recorder:
+    """Ties one selection to ``--store``: creates the experiment (or takes up a stored one)
+    once the weights are settled, records every observation (around the executor, so it
+    stays in this process on a cluster too), stores the result."""
+
+    def __init__(
+        self,
+        store: ExperimentStore,
+        console: Console,
+        experiment: Experiment | None = None,
+        staging: Callable[[], dict[str, Any] | None] = lambda: None,
+    ) -> None:
+        self.store, self.console, self.experiment = store, console, experiment
+        self.staging = staging
+        self.executor: RecordingExecutor | None = None
+        self.source_opened = False  # the source opened; errors from here on are not about it
+
+    def wrap(
+        self,
+        args: argparse.Namespace,
+        executor: Executor,
+        weights: Weights,
+        fingerprint: dict[str, Any],
+    ) -> RecordingExecutor:
+        from greenrunner.evaluation.recording import RecordingExecutor
+        from greenrunner.store import settings_from_options, source_changes
+
+        self.source_opened = True
+        where = self.store.path
+        if self.experiment is None:
+            settings = settings_from_options(vars(args), weights.values, self.staging())
+            exp_id = self.store.create(settings, fingerprint)
+            self.console.print(
+                f"Experiment {exp_id} in {where}; if stopped, resume with: "
+                f"greenrunner resume {exp_id} --store {where}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            exp_id = self.experiment.id
+            changes = source_changes(self.experiment.fingerprint, fingerprint)
+            if changes:
+                raise ConfigError(
+                    f"experiment {exp_id}'s source changed since it started "
+                    f"({'; '.join(changes)}), so its stored observations no longer apply; "
+                    "restore the original files, or start a new experiment with "
+                    "`greenrunner select ... --store`"
+                )
+            before = self.store.count(exp_id)
+            self.console.print(
+                f"Resuming experiment {exp_id}: {before:,} observations stored in {where}.",
+                highlight=False,
+                soft_wrap=True,
+            )
+        self.executor = RecordingExecutor(executor, self.store, exp_id)
+        return self.executor
+
+    def finish(self, result: SelectionResult) -> None:
+        assert self.executor is not None
+        rec = self.executor
+        self.store.finish(rec.experiment, result.to_dict())
+        self.console.print(
+            f"Store: experiment {rec.experiment} done; {rec.computed:,} evaluations computed "
+            f"by this run, {rec.served:,} served from the store.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _recorder(
+    args: argparse.Namespace,
+    console: Console,
+    staging: Callable[[], dict[str, Any] | None] = lambda: None,
+) -> _Recorder | None:
+    if not getattr(args, "store", None):
+        return None
+    from greenrunner.store import ExperimentStore
+
+    return _Recorder(ExperimentStore(args.store), console, staging=staging)
+
+
+def cmd_select(args: argparse.Namespace, console: Console) -> None:
+    weights = Weights.parse(args.weights)
+    recorder = _recorder(args, console)
+    result, source, note = _select_on_source(args, console, lambda _: weights, recorder)
+    finish(args, console, result, source, note)
+    if recorder is not None:
+        recorder.finish(result)
+
+
+def cmd_resume(args: argparse.Namespace, console: Console) -> None:
+    from dataclasses import replace
+
+    from greenrunner.store import ExperimentStore, result_from_dict
+
+    if not Path(args.store).is_file():
+        raise ConfigError(
+            f"no store at {args.store}; give the --store path the experiment was started with"
+        )
+    store = ExperimentStore(args.store)
+    experiment = store.get(args.id)
+    settings = dict(experiment.settings)
+    for key in ("json", "report"):
+        settings[key] = getattr(args, key) or settings.get(key)
+    run_args = argparse.Namespace(**settings, store=args.store)
+    if experiment.done:
+        assert experiment.result is not None
+        console.print(f"Experiment {experiment.id} is already done; its stored result:")
+        stored = result_from_dict(experiment.result)
+        if stored is not None:
+            finish(args, console, stored, f"experiment {experiment.id} in {args.store}", "")
+            return
+        console.print_json(data=experiment.result)  # stored by another version
+        if args.json:
+            write_json(args.json, experiment.result)
+        return
+    weights = Weights(settings["weights"])
+    recorder = _Recorder(store, console, experiment)
+    try:
+        result, source, note = _select_on_source(run_args, console, lambda _: weights, recorder)
+    except GreenRunnerError as exc:
+        if recorder.source_opened:
+            raise
+        raise type(exc)(
+            f"cannot resume experiment {experiment.id}: {exc}; its source must still be where "
+            "it was when the experiment started"
+        ) from None
+    if settings.get("staging") is not None:
+        result = replace(result, staging=settings["staging"])
+    finish(run_args, console, result, source, note)
+    recorder.finish(result)
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> None:
+    from dataclasses import replace
+
+    from greenrunner.reasoning.staging import fit_to_candidates
+
+    suggestion = suggest(args, console)
+    record = stage_weights(args, console, suggestion)
+
+    def stage(candidates: Sequence[Candidate]) -> Weights:
+        nonlocal record
+        weights, notes = fit_to_candidates(record.weights, candidates)
+        for note in notes:
+            console.print(f"[yellow]Note:[/] {note}", highlight=False)
+        record = replace(record, weights=weights, notes=(*record.notes, *notes))
+        return weights
+
+    recorder = _recorder(args, console, lambda: record.to_dict())
+    result, source, note = _select_on_source(args, console, stage, recorder)
+    result = replace(result, staging=record.to_dict())
+    finish(args, console, result, source, note)
+    if recorder is not None:
+        recorder.finish(result)
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> None:
+    from greenrunner.demo.build import ensure_demo
+
+    console.print("Demo: digit classifiers trained on clean digits, a shifted target set.")
+    folder = ensure_demo(progress=True)
+    out = Path(args.out)
+    # The demo is the `run` pipeline on the bundled zoo, with the offline advisor and no
+    # prompt, so it runs unattended.
+    demo_args = argparse.Namespace(
+        **vars(args),
+        models=str(folder),
+        data=str(folder / "target"),
+        replay=None,
+        label_map=None,
+        restrict_logits=False,
+        trust=False,
+        no_cache=False,
+        batch_size=64,
+        provider="offline",
+        base_url=None,
+        model=None,
+        api_key_env="OPENAI_API_KEY",
+        timeout=60.0,
+        samples=1,
+        yes=True,
+        json=str(out / "demo-result.json"),
+        report=str(out / "demo-report.md"),
+    )
+    cmd_run(demo_args, console)
