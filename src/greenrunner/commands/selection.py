@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,23 +41,43 @@ def _select_on_source(
     candidates with ``stage``, and select, recording in the store if ``recorder`` is given.
     Returns the result, its source and a note."""
     from greenrunner.api import select
+    from greenrunner.render import progress_bar
     from greenrunner.store import real_fingerprint, replay_fingerprint
 
     budget = Budget.parse(args.budget, args.budget_unit)
     params = parse_params(getattr(args, "param", []))
-    if args.replay:
-        from greenrunner.repositories.replay import load_replay
+    fingerprint: Callable[[], dict[str, Any]]
+    with contextlib.ExitStack() as stack:
+        if args.replay:
+            from greenrunner.repositories.replay import load_replay
 
-        repo = load_replay(args.replay)
-        weights = stage(repo.candidates)
+            repo = load_replay(args.replay)
+            candidates, evaluator, unavailable = repo.candidates, repo.evaluator, {}
+            source, note = f"replay {repo.name}", repo.description
+            names = [c.name for c in candidates]
+
+            def fingerprint() -> dict[str, Any]:
+                return replay_fingerprint(names, repo.evaluator.correct, repr(repo.candidates))
+
+        else:
+            progress = stack.enter_context(progress_bar(console))  # spans loading and selection
+            models, dataset, prepared = _open_real(args, progress)
+            candidates, evaluator = prepared.candidates, prepared.evaluator
+            unavailable = prepared.unavailable
+            source = f"models {models.name} on {dataset.name} ({len(dataset)} samples)"
+            note = models.description
+
+            def fingerprint() -> dict[str, Any]:
+                specs = {s.name: s.fingerprint() for s in models.specs}
+                return real_fingerprint(dataset.fingerprint(), specs)
+
+        weights = stage(candidates)
         executor = _executor(args)
         if recorder is not None:
-            names = [c.name for c in repo.candidates]
-            fingerprint = replay_fingerprint(names, repo.evaluator.correct, repr(repo.candidates))
-            executor = recorder.wrap(args, executor, weights, fingerprint)
+            executor = recorder.wrap(args, executor, weights, fingerprint())
         result = select(
-            repo.candidates,
-            repo.evaluator,
+            candidates,
+            evaluator,
             weights,
             strategy=args.strategy,
             budget=budget,
@@ -64,35 +85,8 @@ def _select_on_source(
             energy=_energy(args),
             executor=executor,
             **params,
-        )
-        return result, f"replay {repo.name}", repo.description
-    from greenrunner.render import progress_bar
-
-    with progress_bar(console) as progress:
-        models, dataset, prepared = _open_real(args, progress)
-        weights = stage(prepared.candidates)
-        executor = _executor(args)
-        if recorder is not None:
-            fingerprint = real_fingerprint(
-                dataset.fingerprint(), {s.name: s.fingerprint() for s in models.specs}
-            )
-            executor = recorder.wrap(args, executor, weights, fingerprint)
-        result = select(
-            prepared.candidates,
-            prepared.evaluator,
-            weights,
-            strategy=args.strategy,
-            budget=budget,
-            seed=args.seed,
-            energy=_energy(args),
-            executor=executor,
-            **params,
-        ).with_unavailable(prepared.unavailable)
-    return (
-        result,
-        f"models {models.name} on {dataset.name} ({len(dataset)} samples)",
-        (models.description),
-    )
+        ).with_unavailable(unavailable)
+    return result, source, note
 
 
 def _executor(args: argparse.Namespace) -> Executor:
