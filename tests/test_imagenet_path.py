@@ -48,7 +48,7 @@ def test_efficientnet_lite_on_real_photos(tmp_path: Path) -> None:
             continue
         entries.append(
             f'[[models]]\nname = "efficientnet-lite{variant}"\nformat = "torch_state_dict"\n'
-            f'path = "{path}"\nbuilder = "efficientnet_lite_pytorch:EfficientNet.from_name"\n'
+            f'path = "{path}"\nbuilder = "tests.torch_models:efficientnet_lite"\n'
             f'builder_args = {{ model_name = "efficientnet-lite{variant}" }}\n'
             'license = "Apache-2.0"\n[models.preprocessing]\n'
             f"size = [{size}, {size}]\nresize = {round(size * 256 / 224)}\n"

@@ -159,7 +159,7 @@ REPOSITORY_REFUSALS = [
     ("torchscript", _manifest('format = "torchscript"\npath = "w.pt"\n', {"w.pt": b"x"}),
      "format torchscript, which uploads cannot use"),
     ("builder", _manifest('format = "torch_state_dict"\npath = "w.pt"\nbuilder = "os:system"\n',
-                          {"w.pt": b"x"}), "names builder 'os:system'"),
+                          {"w.pt": b"x"}), "builder 'os:system' is not on this server's list"),
     ("path outside", _manifest('format = "onnx"\npath = "/etc/passwd"\n'),
      "must be a relative path inside the zip"),
     ("empty", b"", "the upload is empty"),
@@ -290,7 +290,7 @@ def test_stopping_the_server_interrupts_a_run_at_once_and_resume_finishes_it(
     gate = tmp_path / "slow"
     gate.touch()
     settings = WebSettings(
-        data_dir=tmp_path / "web", progress_interval=0.0, builders=("tests.web_helpers:",)
+        data_dir=tmp_path / "web", progress_interval=0.0, builders=("tests.web_helpers:gated",)
     )
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         files = gated_manifest_files(gate, 0.05, n_models=2)

@@ -60,3 +60,11 @@ class Broken(nn.Module):
 
 def broken(mode: str = "nan", classes: int = 3) -> nn.Module:
     return Broken(mode, classes)
+
+
+def efficientnet_lite(model_name: str) -> nn.Module:
+    """EfficientNet-Lite by name: a builder names one function, not a classmethod such as
+    ``EfficientNet.from_name``, so a manifest reaches that through a function like this."""
+    from efficientnet_lite_pytorch import EfficientNet  # type: ignore[import-untyped]
+
+    return EfficientNet.from_name(model_name)  # type: ignore[no-any-return]

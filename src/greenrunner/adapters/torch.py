@@ -8,7 +8,6 @@ unpickling is refused with the way to opt in.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 from pathlib import Path
@@ -115,22 +114,16 @@ class TorchAdapter:
         return Measurements(size_bytes=size, params=params, macs=float(macs), macs_note=note)
 
 
-def import_builder(ref: str, model: str) -> Any:
-    """``package.module:function`` -> the function; errors name the model and the reference."""
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise EvaluationError(
-            f"model {model!r}: builder must look like package.module:function; got {ref!r}"
-        )
+def import_builder(ref: object, model: str) -> Any:
+    """``package.module:function`` -> the function or nn.Module class, held to the rules in
+    :mod:`greenrunner.adapters.builders` (one plain name, no attribute walk, defined in the
+    named module); errors name the model, the reference and the rule broken."""
+    from greenrunner.adapters.builders import BuilderError, parse_builder, resolve_builder
+
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise EvaluationError(f"model {model!r}: cannot import builder {ref!r}: {exc}") from exc
-    if not callable(obj):
-        raise EvaluationError(f"model {model!r}: builder {ref!r} is not callable")
-    return obj
+        return resolve_builder(parse_builder(ref))
+    except BuilderError as exc:
+        raise EvaluationError(f"model {model!r}: {exc}") from exc
 
 
 def _need_file(spec: ModelSpec) -> Path:

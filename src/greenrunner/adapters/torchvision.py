@@ -24,24 +24,41 @@ def _tv() -> Any:
     return torchvision
 
 
+def classification_builders() -> frozenset[str]:
+    """The names torchvision registers for its classification models (``resnet18``, ...)."""
+    tv = _tv()
+    return frozenset(tv.models.list_models(module=tv.models))
+
+
 def get_weights(builder: str, weights: str | None, model: str) -> Any:
     """The torchvision weights enum member for ``weights`` (e.g. ``IMAGENET1K_V1`` or
-    ``ResNet18_Weights.IMAGENET1K_V1``; ``DEFAULT`` or None for the builder's default)."""
+    ``ResNet18_Weights.IMAGENET1K_V1``; ``DEFAULT`` or None for the builder's default).
+
+    Both names are looked up in torchvision's own registries by exact name (the builder
+    among its classification builders, the weights among that builder's enum members),
+    never through attributes: a manifest's text chooses from a list, it reaches nothing else.
+    """
     tv = _tv()
-    try:
-        enum = tv.models.get_model_weights(builder)
-    except (ValueError, KeyError) as exc:
+    if not isinstance(builder, str) or builder not in classification_builders():
         raise EvaluationError(
-            f"model {model!r}: torchvision has no classification builder {builder!r}"
-        ) from exc
-    key = (weights or "DEFAULT").rsplit(".", 1)[-1]
-    try:
-        return enum[key]
-    except KeyError:
-        names = ", ".join(w.name for w in enum)
+            f"model {model!r}: torchvision has no classification builder {builder!r}; "
+            "give one of the names torchvision.models.list_models(module=torchvision.models) "
+            "lists, such as resnet18"
+        )
+    enum = tv.models.get_model_weights(builder)
+    text = weights or "DEFAULT"
+    prefix, _, key = text.rpartition(".")
+    names = ", ".join(w.name for w in enum)
+    if prefix and prefix != enum.__name__:
         raise EvaluationError(
-            f"model {model!r}: {builder} has no weights {key!r}; it has {names}"
-        ) from None
+            f"model {model!r}: weights {text!r} are not {builder}'s ({enum.__name__}); "
+            f"it has {names}"
+        )
+    # The enum's member table, not getattr: "__class__" or "mro" must not be a member.
+    member = enum.__members__.get(key)
+    if member is None:
+        raise EvaluationError(f"model {model!r}: {builder} has no weights {key!r}; it has {names}")
+    return member
 
 
 def checkpoint_path(weights: Any) -> Path:

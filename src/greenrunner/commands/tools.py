@@ -98,6 +98,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> None:
         port=args.port,
         token=resolve_token(args.token),
         workers=args.workers,
+        lease_seconds=args.lease_seconds,
         max_upload_bytes=int(args.max_upload_mb * MB),
         builders=(*DEFAULT_BUILDERS, *args.allow_builder),
         advisor=ProviderSettings(

@@ -21,7 +21,11 @@ std = [0.5]
 ```
 
 Every key is checked: a typo is an error naming the file, the model and the key, never a
-silently ignored setting.
+silently ignored setting. A ``builder`` is ``package.module:function`` with one plain name
+after the colon (see :mod:`greenrunner.adapters.builders`); paths are relative to the
+manifest, and on the command line ``~`` and absolute paths work too. An upload's manifest
+is read with ``within`` set: every path must then be a plain relative path whose resolved
+target lies inside the upload, checked on the very path the loader goes on to use.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from greenrunner.adapters.base import FORMATS, ModelSpec
@@ -71,6 +75,48 @@ def read_classes(path: Path) -> tuple[str, ...]:
     return names
 
 
+def manifest_path(base: Path, value: object, where: str, *, within: Path | None = None) -> Path:
+    """The file a manifest names, relative to ``base`` (the manifest's folder).
+
+    Without ``within`` (the user's own manifest) ``~`` expands and absolute paths are kept.
+    With ``within`` (an upload) nothing expands: the text must be a plain relative path, and
+    the path is resolved (links followed) before it is checked to be inside ``within``; the
+    resolved path is what is returned, so what was checked is what gets opened.
+    """
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{where}: must be a path (a non-empty string); got {value!r}")
+    if within is None:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else base / path
+    _plain_relative(value, where)
+    resolved = (base / value).resolve()
+    if not resolved.is_relative_to(within.resolve()):
+        raise DataError(
+            f"{where}: {value!r} must be a relative path inside the zip; it leads outside "
+            "it (through a link)"
+        )
+    return resolved
+
+
+def _plain_relative(text: str, where: str) -> None:
+    """Refuse, on the text alone, what could name a file outside an upload: ``~`` (which
+    expands to a home folder), absolute paths, drive letters, backslashes, ``..``, NUL."""
+    rule = (
+        "must be a relative path inside the zip, with / between folders (no leading / or ~, "
+        "no drive letter, backslash or ..)"
+    )
+    parts = PurePosixPath(text).parts
+    if (
+        "\\" in text
+        or "\0" in text
+        or PurePosixPath(text).is_absolute()
+        or PureWindowsPath(text).drive
+        or ".." in parts
+        or any(part.startswith("~") for part in parts)
+    ):
+        raise DataError(f"{where}: {text!r} {rule}")
+
+
 def parse_preprocessing(raw: Any, where: str) -> Preprocessing:
     if not isinstance(raw, Mapping):
         raise DataError(f"{where}: preprocessing must be a table")
@@ -99,7 +145,9 @@ def parse_preprocessing(raw: Any, where: str) -> Preprocessing:
         raise DataError(f"{where}: {exc}") from None
 
 
-def _classes(entry: Mapping[str, Any], base: Path, where: str) -> tuple[str, ...] | None:
+def _classes(
+    entry: Mapping[str, Any], base: Path, where: str, within: Path | None = None
+) -> tuple[str, ...] | None:
     if "classes" in entry and "classes_file" in entry:
         raise DataError(f"{where}: give classes or classes_file, not both")
     if "classes" in entry:
@@ -108,7 +156,9 @@ def _classes(entry: Mapping[str, Any], base: Path, where: str) -> tuple[str, ...
             raise DataError(f"{where}: classes must be a list of non-empty names")
         return tuple(names)
     if "classes_file" in entry:
-        return read_classes(base / str(entry["classes_file"]))
+        return read_classes(
+            manifest_path(base, entry["classes_file"], f"{where}: classes_file", within=within)
+        )
     return None
 
 
@@ -118,6 +168,7 @@ def _model(
     manifest: Path,
     default_classes: tuple[str, ...] | None,
     default_prep: Preprocessing | None,
+    within: Path | None = None,
 ) -> ModelSpec:
     where = f"{manifest}: models[{index}]"
     if not isinstance(entry, Mapping):
@@ -140,8 +191,7 @@ def _model(
     base = manifest.parent
     path = None
     if "path" in entry:
-        path = Path(str(entry["path"])).expanduser()
-        path = path if path.is_absolute() else base / path
+        path = manifest_path(base, entry["path"], f"{where}: path", within=within)
         if not path.is_file():
             raise DataError(f"{where}: model file not found: {path}")
     elif entry["format"] != "torchvision":
@@ -159,6 +209,11 @@ def _model(
         isinstance(v, int | float) for v in metrics.values()
     ):
         raise DataError(f"{where}: metrics must be a table of numbers, e.g. latency = 12.5")
+    builder = entry.get("builder")
+    if builder is not None and not isinstance(builder, str):
+        raise DataError(f'{where}: builder must be a string, e.g. "mypackage.models:build"')
+    if entry["format"] == "torch_state_dict" and builder is not None:
+        _check_builder_text(builder, where)
     trust = entry.get("trust", False)
     if not isinstance(trust, bool):
         raise DataError(f"{where}: trust must be true or false")
@@ -172,10 +227,10 @@ def _model(
             name=entry["name"],
             format=entry["format"],
             path=path,
-            builder=entry.get("builder"),
+            builder=builder,
             weights=entry.get("weights"),
             preprocessing=prep,
-            classes=_classes(entry, base, where) or default_classes,
+            classes=_classes(entry, base, where, within) or default_classes,
             card_accuracy=None if card is None else float(card),
             license=entry.get("license"),
             trust=trust,
@@ -186,8 +241,19 @@ def _model(
         raise DataError(f"{where}: {exc}") from None
 
 
-def load_manifest(path: Path) -> tuple[str, str, list[ModelSpec]]:
-    """(repository name, description, model specs) from a manifest file."""
+def _check_builder_text(builder: str, where: str) -> None:
+    """The reference's form, checked when the manifest is read (nothing is imported)."""
+    from greenrunner.adapters.builders import BuilderError, parse_builder
+
+    try:
+        parse_builder(builder)
+    except BuilderError as exc:
+        raise DataError(f"{where}: {exc}") from None
+
+
+def load_manifest(path: Path, *, within: Path | None = None) -> tuple[str, str, list[ModelSpec]]:
+    """(repository name, description, model specs) from a manifest file; ``within`` (an
+    upload's folder) confines every path the manifest names to that folder."""
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -211,9 +277,9 @@ def load_manifest(path: Path) -> tuple[str, str, list[ModelSpec]]:
     if not isinstance(models, list) or not models:
         raise DataError(f"{path}: no models; add at least one [[models]] table")
     where = f"{path}: [repository]"
-    classes = _classes(repo, path.parent, where)
+    classes = _classes(repo, path.parent, where, within)
     prep = parse_preprocessing(repo["preprocessing"], where) if "preprocessing" in repo else None
-    specs = [_model(m, i, path, classes, prep) for i, m in enumerate(models)]
+    specs = [_model(m, i, path, classes, prep, within) for i, m in enumerate(models)]
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
