@@ -69,9 +69,10 @@ def _receive(
         safe_extract(
             archive,
             staging,
-            max_bytes=settings.max_extract_bytes,
+            max_bytes=settings.extract_limit,
             max_files=settings.max_files,
             max_ratio=settings.max_ratio,
+            max_entry_bytes=settings.entry_limit,
         )
         remove(archive)
         try:
