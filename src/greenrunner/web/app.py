@@ -9,25 +9,37 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from rich.console import Console
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from greenrunner import __version__
 from greenrunner.errors import GreenRunnerError
-from greenrunner.web import api, auth, pages
+from greenrunner.web import api, auth, csrf, pages
 from greenrunner.web.limits import BodyLimit, wants_html
 from greenrunner.web.service import Service, ServiceError
 from greenrunner.web.settings import WebSettings
+from greenrunner.web.throttle import GuessLimiter, TokenGuessLimit
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+VENDOR = "/static/vendor"
+# The API pages may load only from this server (and inline/data/blob parts of themselves):
+# ReDoc's side menu always shows a logo from cdn.redoc.ly, which this keeps from loading.
+DOCS_POLICY = "default-src 'self' 'unsafe-inline' data: blob:"
 
 
-def create_app(settings: WebSettings, *, service: Service | None = None) -> FastAPI:
+def create_app(
+    settings: WebSettings,
+    *,
+    service: Service | None = None,
+    guess_limiter: GuessLimiter | None = None,
+) -> FastAPI:
     """The app; it owns ``service`` (made from ``settings`` if not given) and closes it
-    on shutdown."""
+    on shutdown. ``guess_limiter`` replaces the default limit on wrong tokens (tests give
+    one with their own clock)."""
     service = service or Service(settings)
 
     @asynccontextmanager
@@ -41,22 +53,71 @@ def create_app(settings: WebSettings, *, service: Service | None = None) -> Fast
         description="Pick the right pre-trained model for your data and use case, spending "
         "little compute. Send `Authorization: Bearer TOKEN` when the server has a token.",
         lifespan=lifespan,
+        # Served below from the package's own copies: the defaults load Swagger UI, ReDoc
+        # and Google fonts from outside servers, so the pages were blank offline.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.service = service
+    app.state.form_tokens = csrf.FormTokens(csrf.load_secret(settings.data_dir))
+    app.state.guess_limiter = guess_limiter or GuessLimiter()
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(GreenRunnerError, _user_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_middleware(auth.QueryTokenMiddleware)
     app.add_middleware(auth.LoopbackHostMiddleware)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    # Added last, so they run first: a locked-out guesser and a cross-site request are
+    # refused from their headers, before any body is read.
+    app.add_middleware(TokenGuessLimit, cookie=auth.COOKIE)
+    app.add_middleware(csrf.SameOriginOnly)
     app.include_router(auth.router)
     app.include_router(api.router)
     app.include_router(pages.router)  # pages check the token themselves, with a page
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     if STATIC.is_dir():  # the package's own folder: never created at run time
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _add_docs(app)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from ``static/vendor``: no request leaves the
+    server, so both work offline (the vendored versions are in static/vendor/README.md)."""
+    title = f"{app.title} API"
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return _offline(
+            get_swagger_ui_html(
+                openapi_url=openapi_url,
+                title=title,
+                swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
+                swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
+                swagger_favicon_url=f"{VENDOR}/swagger-ui/favicon-32x32.png",
+                # null: no "valid" badge, which Swagger UI would fetch from validator.swagger.io.
+                swagger_ui_parameters={"validatorUrl": None},
+            )
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return _offline(
+            get_redoc_html(
+                openapi_url=openapi_url,
+                title=title,
+                redoc_js_url=f"{VENDOR}/redoc/redoc.standalone.js",
+                redoc_favicon_url=f"{VENDOR}/swagger-ui/favicon-32x32.png",
+                with_google_fonts=False,
+            )
+        )
+
+
+def _offline(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = DOCS_POLICY
+    return page
 
 
 async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:

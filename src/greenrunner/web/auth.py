@@ -3,11 +3,14 @@
 A client sends ``Authorization: Bearer TOKEN``; a browser visits ``/login?token=TOKEN`` (or
 any page with ``?token=TOKEN``) once and then carries the ``greenrunner_token`` cookie
 (HttpOnly, SameSite=Lax: other sites' pages cannot send it with a POST). Tokens are
-compared in constant time and never logged: the access log has them masked.
+compared in constant time and never logged: the access log has them masked. Every wrong
+token counts against its client address (:mod:`greenrunner.web.throttle`), so guessing is
+locked out after a few tries.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import re
@@ -19,6 +22,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.responses import PlainTextResponse, Response
 
 from greenrunner.web.settings import WebSettings
+from greenrunner.web.throttle import forget_cookie, record_failure
 
 COOKIE = "greenrunner_token"
 _MASK = re.compile(r"(token=)[^&\s\"]*", re.IGNORECASE)
@@ -32,19 +36,36 @@ def _settings(request: Request) -> WebSettings:
 
 
 def _matches(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    """Constant time, also in the length: the digests compared always have 32 bytes."""
+    if given is None:
+        return False
+    digest = hashlib.sha256(given.encode("utf-8", "surrogateescape")).digest()
+    return hmac.compare_digest(digest, hashlib.sha256(expected.encode()).digest())
+
+
+def _presented(request: Request) -> list[str]:
+    """The tokens a request carries: its bearer header and its cookie (either may be stale)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    given = [value.strip()] if scheme.lower() == "bearer" else []
+    return [t for t in (*given, request.cookies.get(COOKIE)) if t]
 
 
 def token_ok(request: Request) -> bool:
-    """True when the server has no token or the request carries the right one."""
+    """True when the server has no token or the request carries the right one; a request
+    that carries only wrong ones counts as a guess against its address."""
     expected = _settings(request).token
     if expected is None:
         return True
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and _matches(value.strip(), expected):
+    presented = _presented(request)
+    if any(_matches(t, expected) for t in presented):
         return True
-    return _matches(request.cookies.get(COOKIE), expected)
+    if presented:
+        record_failure(request)
+    if request.cookies.get(COOKIE):
+        # A cookie from an earlier token (the server restarted with a new one): the answer
+        # deletes it, or every page and progress poll would count as one more guess.
+        forget_cookie(request)
+    return False
 
 
 def require_token(request: Request) -> None:
@@ -76,6 +97,8 @@ def login(request: Request, token: str = "") -> Response:
     if expected is None:
         return RedirectResponse("/", status_code=303)
     if not _matches(token, expected):
+        if token:
+            record_failure(request)
         return PlainTextResponse(
             "Wrong or missing token. Open /login?token=TOKEN with the token the server was "
             "started with (--token or GREENRUNNER_TOKEN).",
@@ -93,18 +116,15 @@ class QueryTokenMiddleware(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         expected = _settings(request).token
         token = request.query_params.get("token")
-        if (
-            request.method == "GET"
-            and expected is not None
-            and token is not None
-            and request.url.path != "/login"
-            and _matches(token, expected)
-        ):
+        if request.method != "GET" or expected is None or not token or request.url.path == "/login":
+            return await call_next(request)
+        if _matches(token, expected):
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
             target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
             response = RedirectResponse(target, status_code=303)
             _set_cookie(response, request, token)
             return response
+        record_failure(request)  # a redirect for the right token would tell a guess apart
         return await call_next(request)
 
 

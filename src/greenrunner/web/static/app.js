@@ -1,6 +1,8 @@
 // GreenRunner's pages work without JavaScript; this file adds what needs it: live labels on
 // the staging sliders, progress polling on the results page, the charts (vendored Chart.js)
 // and a tidy compare link. One function per page, chosen by <body data-page="...">.
+// Nothing here posts: the forms do, with their hidden csrf_token. A request added here that
+// changes something must send <meta name="csrf-token">'s content as the X-CSRF-Token header.
 "use strict";
 
 (function () {
