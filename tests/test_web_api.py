@@ -98,7 +98,8 @@ def test_whole_flow_on_the_bundled_replay(client: TestClient) -> None:
     assert result["top"][0]["name"] in html.text and "<table>" in html.text
     assert client.get(f"/api/experiments/{eid}/report.json").json() == result
     listed = client.get("/api/experiments").json()
-    assert [e["id"] for e in listed] == [eid]
+    assert [e["id"] for e in listed["items"]] == [eid] and listed["total"] == 1
+    assert listed["items"][0]["recommended"] == result["top"][0]["name"]
     # The same answers again: the JSON report is the engine's shape, the API documents it.
     schema = client.get("/openapi.json").json()
     assert "/api/experiments/{experiment_id}/resume" in schema["paths"]
@@ -354,7 +355,8 @@ def test_real_server_restart_keeps_experiments_and_resume_reuses_the_cache(
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
     env.pop("GREENRUNNER_TOKEN", None)
     data_dir = tmp_path / "web"
-    allow = ("--allow-builder", "tests.web_helpers:")
+    # A short lease: the restarted server may call the killed one's run interrupted soon.
+    allow = ("--allow-builder", "tests.web_helpers:gated", "--lease-seconds", "2")
     server = Server(data_dir, env, *allow)
     try:
         repo = server.upload(
@@ -379,8 +381,12 @@ def test_real_server_restart_keeps_experiments_and_resume_reuses_the_cache(
     gate.unlink()  # the resumed run goes at full speed
     server = Server(data_dir, env, *allow)
     try:
-        listed = server.call("GET", "/api/experiments")
-        assert [(e["id"], e["status"]) for e in listed] == [(eid, "interrupted")]
+        listed = wait_until(
+            lambda: server.call("GET", "/api/experiments"),
+            lambda page: page["items"][0]["status"] != "running",
+            timeout=30,
+        )
+        assert [(e["id"], e["status"]) for e in listed["items"]] == [(eid, "interrupted")]
         server.call("POST", f"/api/experiments/{eid}/resume")
         done = wait_until(
             lambda: server.call("GET", f"/api/experiments/{eid}"),

@@ -39,8 +39,14 @@ FORM = {
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = WebSettings(data_dir=tmp_path / "web", progress_interval=0.0)
+    # A long lease: set_status() makes runs "running" without one, which the heartbeat's
+    # reaping (every lease/5) would mark interrupted in the middle of a test.
+    settings = WebSettings(data_dir=tmp_path / "web", progress_interval=0.0, lease_seconds=3600)
     with TestClient(create_app(settings), base_url=BASE) as c:
+        # What a browser does: load a page (its cookie), then post its forms with the token.
+        token = re.search(r'name="csrf-token" content="([^"]+)"', c.get("/").text)
+        assert token, "no form token on the set-up page"
+        c.headers["X-CSRF-Token"] = token.group(1)
         yield c
 
 

@@ -108,6 +108,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         str(port),
         "--data-dir",
         str(root / "data"),
+        # A long lease: tests write "running" rows without a lease (_force), which the
+        # heartbeat's reaping (every lease/5) would otherwise mark interrupted mid-test.
+        "--lease-seconds",
+        "3600",
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)

@@ -2,23 +2,37 @@
 
 Errors answer ``{"detail": "what was wrong and what to do"}``: 400 for bad input, 401
 without the token, 404 for unknown ids, 409 for a request that does not fit the
-experiment's state, 413 for uploads over the limit, 422 for a malformed request body.
+experiment's state, 413 for uploads over the limit, 422 for a malformed request (a body
+that does not fit its schema, an id or a paging value out of range).
+
+Lists come a page at a time: ``GET /api/experiments`` answers summaries (never a result)
+with ``total``; the repository and dataset lists take ``limit``/``offset`` and send the
+total in ``X-Total-Count``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from greenrunner.web.auth import require_token
-from greenrunner.web.service import ExperimentRequest, Service, get_service
+from greenrunner.web.db import MAX_ID, MAX_KEY_CHARS
+from greenrunner.web.service import ExperimentRequest, Paging, Service, get_service
+from greenrunner.web.views import DEFAULT_PAGE, MAX_PAGE
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], tags=["api"])
 ServiceDep = Annotated[Service, Depends(get_service)]
 Status = Literal["staging", "running", "done", "failed", "interrupted"]
+# Checked before the database sees it: an id over 2**63 - 1 would be an OverflowError there.
+ExperimentId = Annotated[
+    int, PathParam(ge=1, le=MAX_ID, description=f"an experiment id, 1 to {MAX_ID}")
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"rows per page, 1 to {MAX_PAGE}")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="rows to skip (0: the first page)")]
 
 
 class Problem(BaseModel):
@@ -55,8 +69,10 @@ class ExperimentIn(BaseModel):
     """The set-up screen's choices."""
 
     model_config = ConfigDict(extra="forbid")
-    repository: str = Field(examples=["objectnet-sim"])
-    dataset: str | None = Field(None, description="optional for replays and the demo zoo")
+    repository: str = Field(examples=["objectnet-sim"], max_length=MAX_KEY_CHARS)
+    dataset: str | None = Field(
+        None, max_length=MAX_KEY_CHARS, description="optional for replays and the demo zoo"
+    )
     use_case: str = Field(examples=["Recommend a model for detecting objects on a drone"])
     strategy: str = "default"
     budget: float | str = Field(
@@ -122,6 +138,49 @@ class Experiment(BaseModel):
     runs: int
     created: str
     updated: str
+    owner: str | None = Field(
+        None, description="while running: the server process that holds its lease"
+    )
+
+
+class Savings(BaseModel):
+    calls_fraction: float | None = None
+    macs_fraction: float | None = None
+    mmacs: float | None = None
+
+
+class ExperimentSummary(BaseModel):
+    """An experiment in a list: no result, progress or weights (GET /api/experiments/{id}
+    has them); the outcome fields are None until the run is done."""
+
+    id: int
+    status: Status
+    repository: str
+    repository_name: str
+    dataset: str | None
+    dataset_name: str | None
+    use_case: str
+    strategy: str
+    budget: dict[str, Any]
+    seed: int
+    runs: int
+    created: str
+    updated: str
+    recommended: str | None = Field(None, description="the recommended model")
+    accuracy: float | None = Field(None, description="its estimated target accuracy")
+    ci_low: float | None = None
+    ci_high: float | None = None
+    calls: int | None = Field(None, description="evaluation calls spent")
+    brute_force_calls: int | None = None
+    savings: Savings | None = Field(None, description="against brute force")
+
+
+class ExperimentPage(BaseModel):
+    items: list[ExperimentSummary]
+    total: int = Field(description="experiments that match the filter, on all pages")
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="the offset of the next page; None on the last")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -130,8 +189,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/repositories", response_model=list[Repository])
-def list_repositories(service: ServiceDep) -> list[dict[str, Any]]:
-    return [r.to_dict() for r in service.list_repositories()]
+def list_repositories(
+    service: ServiceDep, response: Response, limit: Limit = MAX_PAGE, offset: Offset = 0
+) -> list[dict[str, Any]]:
+    """Oldest first (the bundled ones, then uploads); the total is in ``X-Total-Count``."""
+    response.headers["X-Total-Count"] = str(service.count_repositories())
+    return [r.to_dict() for r in service.list_repositories(limit, offset)]
 
 
 @router.post("/repositories", response_model=Repository, status_code=201, responses=ERRORS)
@@ -143,8 +206,12 @@ def upload_repository(
 
 
 @router.get("/datasets", response_model=list[Dataset])
-def list_datasets(service: ServiceDep) -> list[dict[str, Any]]:
-    return [d.to_dict() for d in service.list_datasets()]
+def list_datasets(
+    service: ServiceDep, response: Response, limit: Limit = MAX_PAGE, offset: Offset = 0
+) -> list[dict[str, Any]]:
+    """Oldest first; the total is in ``X-Total-Count``."""
+    response.headers["X-Total-Count"] = str(service.count_datasets())
+    return [d.to_dict() for d in service.list_datasets(limit, offset)]
 
 
 @router.post("/datasets", response_model=Dataset, status_code=201, responses=ERRORS)
@@ -168,18 +235,30 @@ def create_experiment(body: ExperimentIn, service: ServiceDep) -> dict[str, Any]
     return service.create_experiment(ExperimentRequest(**body.model_dump())).to_dict()
 
 
-@router.get("/experiments", response_model=list[Experiment])
-def list_experiments(service: ServiceDep) -> list[dict[str, Any]]:
-    return [e.to_dict() for e in service.list_experiments()]
+@router.get("/experiments", response_model=ExperimentPage, responses=ERRORS)
+def list_experiments(
+    service: ServiceDep,
+    limit: Limit = DEFAULT_PAGE,
+    offset: Offset = 0,
+    status: Annotated[Status | None, Query(description="only experiments in this state")] = None,
+    order: Annotated[Literal["newest", "oldest"], Query(description="by id")] = "newest",
+) -> dict[str, Any]:
+    """A page of summaries (newest first) and the total; the next page is at
+    ``offset=next_offset``. The full experiment, with its result, is at
+    GET /api/experiments/{id}."""
+    paging = Paging(limit=limit, offset=offset, status=status, order=order)
+    return service.list_experiments(paging).to_dict()
 
 
 @router.get("/experiments/{experiment_id}", response_model=Experiment, responses=ERRORS)
-def get_experiment(experiment_id: int, service: ServiceDep) -> dict[str, Any]:
+def get_experiment(experiment_id: ExperimentId, service: ServiceDep) -> dict[str, Any]:
     return service.get_experiment(experiment_id).to_dict()
 
 
 @router.put("/experiments/{experiment_id}/weights", response_model=Experiment, responses=ERRORS)
-def set_weights(experiment_id: int, body: WeightsIn, service: ServiceDep) -> dict[str, Any]:
+def set_weights(
+    experiment_id: ExperimentId, body: WeightsIn, service: ServiceDep
+) -> dict[str, Any]:
     """Replace the weights at staging; they are scaled to sum 1."""
     return service.set_weights(experiment_id, body.weights).to_dict()
 
@@ -190,7 +269,7 @@ def set_weights(experiment_id: int, body: WeightsIn, service: ServiceDep) -> dic
     status_code=202,
     responses=ERRORS,
 )
-def start_run(experiment_id: int, service: ServiceDep) -> dict[str, Any]:
+def start_run(experiment_id: ExperimentId, service: ServiceDep) -> dict[str, Any]:
     """Start the run in the background; poll GET /api/experiments/{id} for progress."""
     return service.start_run(experiment_id).to_dict()
 
@@ -201,7 +280,7 @@ def start_run(experiment_id: int, service: ServiceDep) -> dict[str, Any]:
     status_code=202,
     responses=ERRORS,
 )
-def resume(experiment_id: int, service: ServiceDep) -> dict[str, Any]:
+def resume(experiment_id: ExperimentId, service: ServiceDep) -> dict[str, Any]:
     """Run an interrupted or failed experiment again with the same seed and settings;
     evaluations computed before are served from the prediction cache."""
     return service.resume(experiment_id).to_dict()
@@ -210,13 +289,17 @@ def resume(experiment_id: int, service: ServiceDep) -> dict[str, Any]:
 @router.get(
     "/experiments/{experiment_id}/report.html", response_class=HTMLResponse, responses=ERRORS
 )
-def report_html(experiment_id: int, service: ServiceDep, download: bool = True) -> HTMLResponse:
+def report_html(
+    experiment_id: ExperimentId, service: ServiceDep, download: bool = True
+) -> HTMLResponse:
     page = service.report_html(experiment_id)
     return HTMLResponse(page, headers=_attachment(f"greenrunner-{experiment_id}.html", download))
 
 
 @router.get("/experiments/{experiment_id}/report.json", responses=ERRORS)
-def report_json(experiment_id: int, service: ServiceDep, download: bool = True) -> JSONResponse:
+def report_json(
+    experiment_id: ExperimentId, service: ServiceDep, download: bool = True
+) -> JSONResponse:
     """The result in the selection engine's JSON shape (as ``select --json`` writes it)."""
     result = service.result_json(experiment_id)
     return JSONResponse(result, headers=_attachment(f"greenrunner-{experiment_id}.json", download))

@@ -2,7 +2,12 @@
 
 SQLite in the data folder by default; any SQLAlchemy URL works (``postgresql://...``).
 Results, suggestions and progress are JSON columns: they are read whole and always in the
-selection engine's own JSON shape, so they need no tables of their own.
+selection engine's own JSON shape, so they need no tables of their own. Lists never read
+them: they select the small columns and the ``summary`` (which holds a run's outcome).
+
+There are no migrations yet (``create_all`` only), so what a newer version needs is a new
+table (``run_leases``), which ``create_all`` also adds to an older database, never a new
+column on an existing one.
 """
 
 from __future__ import annotations
@@ -24,6 +29,15 @@ from greenrunner.errors import ConfigError
 log = logging.getLogger(__name__)
 
 STATUSES = ("staging", "running", "done", "failed", "interrupted")
+# The largest id a URL may name: SQLite's integers are 64-bit signed, and no database's
+# are wider. A larger id cannot exist and must not reach the driver (SQLite's raises
+# OverflowError). ``Database.max_id`` is the bound of the database actually used.
+MAX_ID = 2**63 - 1
+# An Integer column is 32-bit outside SQLite (PostgreSQL's INTEGER, MySQL's INT), and
+# PostgreSQL answers a larger bound value with "integer out of range", not with no row.
+MAX_INT32 = 2**31 - 1
+# Repository and dataset ids are String(64) keys.
+MAX_KEY_CHARS = 64
 
 
 def now() -> datetime:
@@ -87,6 +101,25 @@ class ExperimentRow(Base):
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, onupdate=now)
 
 
+class RunLease(Base):
+    """Which server process runs a ``running`` experiment, and until when that holds.
+
+    The owner renews ``expires`` every few seconds (one UPDATE for all its runs); any
+    server may mark a run whose lease expired ``interrupted``, never one whose owner is
+    alive. A row exists exactly while its experiment is ``running``: the claim that sets
+    ``running`` inserts it and the write that ends the run deletes it, in one transaction
+    each (see :mod:`greenrunner.web.leases`).
+    """
+
+    __tablename__ = "run_leases"
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    renewed: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 def safe_url(url: str) -> str:
     """The URL with any password masked, for messages and logs."""
     try:
@@ -117,6 +150,7 @@ class Database:
                 {"check_same_thread": False, "timeout": 30} if sqlite else {}
             )
             self.engine: Engine = create_engine(url, connect_args=connect_args, future=True)
+            self.max_id = MAX_ID if sqlite else MAX_INT32
             if sqlite:
                 sa_event.listen(self.engine, "connect", _sqlite_pragmas)
             Base.metadata.create_all(self.engine)
@@ -144,8 +178,29 @@ class Database:
         self.engine.dispose()
 
 
-def iso(value: datetime) -> str:
-    """ISO 8601 in UTC; SQLite hands back naive datetimes, which are UTC here."""
+def utc(value: datetime) -> datetime:
+    """An aware UTC datetime; SQLite hands back naive datetimes, which are UTC here."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="seconds")
+    return value.astimezone(UTC)
+
+
+def iso(value: datetime) -> str:
+    """ISO 8601 in UTC."""
+    return utc(value).isoformat(timespec="seconds")
+
+
+def valid_id(value: object, maximum: int = MAX_ID) -> bool:
+    """An integer an id column can hold (1 to ``maximum``: ``Database.max_id``); bool is
+    not an id."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= maximum
+
+
+def valid_key(value: object) -> bool:
+    """A repository or dataset id that can be looked up: text of at most 64 characters
+    without control characters (PostgreSQL refuses NUL in text with an error)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_KEY_CHARS
+        and all(ch.isprintable() for ch in value)
+    )

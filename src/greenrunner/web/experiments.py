@@ -8,7 +8,7 @@ run minutes later.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -17,18 +17,22 @@ from greenrunner.errors import ConfigError, DataError
 from greenrunner.reasoning.suggestion import WeightSuggestion, check_use_case, normalise
 from greenrunner.reward import Weights
 from greenrunner.web import catalog
-from greenrunner.web.db import DatasetRow, RepositoryRow
+from greenrunner.web.db import MAX_KEY_CHARS, DatasetRow, RepositoryRow, valid_key
 from greenrunner.web.settings import WebSettings
 from greenrunner.web.views import ExperimentRequest, NotFound, Rejected
+
+Row = TypeVar("Row", RepositoryRow, DatasetRow)
 
 
 def check_request(s: Session, request: ExperimentRequest) -> dict[str, Any]:
     """The experiment's stored fields, once every part of the request checks out."""
     from greenrunner.strategies import create
 
-    repo = s.get(RepositoryRow, request.repository)
+    repo = _lookup(s, RepositoryRow, request.repository)
     if repo is None:
-        raise NotFound(f"no repository {request.repository!r}; GET /api/repositories lists them")
+        raise NotFound(
+            f"no repository {_shown(request.repository)}; GET /api/repositories lists them"
+        )
     dataset_id = request.dataset or None
     if repo.kind == "replay" and dataset_id is not None:
         raise Rejected(
@@ -44,9 +48,9 @@ def check_request(s: Session, request: ExperimentRequest) -> dict[str, Any]:
                 f"repository {repo.name} needs a target dataset: pick one or upload a zip "
                 "of an ImageFolder (POST /api/datasets)"
             )
-        dataset = s.get(DatasetRow, dataset_id)
+        dataset = _lookup(s, DatasetRow, dataset_id)
         if dataset is None:
-            raise NotFound(f"no dataset {dataset_id!r}; GET /api/datasets lists them")
+            raise NotFound(f"no dataset {_shown(dataset_id)}; GET /api/datasets lists them")
     seed = request.seed
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
         raise Rejected(f"seed must be an integer from 0 to 2147483647; got {seed!r}")
@@ -66,6 +70,20 @@ def check_request(s: Session, request: ExperimentRequest) -> dict[str, Any]:
         "budget_unit": budget.unit,
         "seed": seed,
     }
+
+
+def _lookup(s: Session, table: type[Row], key: object) -> Row | None:
+    """The row with id ``key``; None also for a key no row can have (not text, longer than
+    the id column, control characters), which must not reach the database: PostgreSQL
+    answers a NUL character with an error, not with no row."""
+    return s.get(table, key) if valid_key(key) else None
+
+
+def _shown(key: object) -> str:
+    """An id for a message: its repr, cut to a little over the longest real id."""
+    text = repr(key)
+    limit = MAX_KEY_CHARS + 10
+    return text if len(text) <= limit else text[:limit] + "...' (cut short)"
 
 
 def _budget(value: float | str, unit: str) -> Budget:

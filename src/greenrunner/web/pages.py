@@ -10,8 +10,10 @@ short message.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from functools import wraps
 from importlib.metadata import PackageNotFoundError, version
@@ -28,14 +30,16 @@ from starlette.datastructures import UploadFile
 
 from greenrunner.errors import GreenRunnerError
 from greenrunner.report import significant
-from greenrunner.web import auth
+from greenrunner.web import auth, csrf
 from greenrunner.web import pageviews as pv
+from greenrunner.web.db import STATUSES
 from greenrunner.web.service import Service, get_service
 from greenrunner.web.views import (
     Conflict,
     ExperimentRequest,
     ExperimentView,
     NotFound,
+    Paging,
     Rejected,
     ServiceError,
 )
@@ -99,8 +103,15 @@ templates = Jinja2Templates(env=_environment())
 def render(
     request: Request, name: str, context: Mapping[str, Any], status_code: int = 200
 ) -> HTMLResponse:
-    base: dict[str, Any] = {"nav": "", "error": None}
-    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
+    # Every page carries the form token (its forms post it; base.html has it for scripts).
+    token, new_cookie = csrf.page_token(request)
+    base: dict[str, Any] = {"nav": "", "error": None, "csrf_token": token}
+    response = templates.TemplateResponse(
+        request, name, {**base, **context}, status_code=status_code
+    )
+    if new_cookie is not None:
+        csrf.set_cookie(response, request, new_cookie)
+    return response
 
 
 def error_page(request: Request, message: str, status_code: int) -> HTMLResponse:
@@ -198,6 +209,11 @@ async def create(request: Request) -> Response:
     raw = await request.form()
     form = {k: str(raw.get(k) or "") for k in DEFAULT_FORM}
     try:
+        if not csrf.form_ok(request, raw):
+            # Before any upload is looked at; the page comes back with what was typed.
+            chosen = any(_upload(raw.get(k)) for k in ("repository_file", "dataset_file"))
+            again = " (choose the zip files again: a browser cannot keep them)" if chosen else ""
+            return await _setup_page(request, form, csrf.REFUSED_FORM + again, 403)
         repo_file, data_file = _upload(raw.get("repository_file")), _upload(raw.get("dataset_file"))
         if repo_file is not None:
             repo = await _add(service.add_repository_zip, repo_file, "model repository")
@@ -279,6 +295,11 @@ async def start(request: Request, experiment_id: int) -> Response:
         return _see(f"/experiments/{experiment_id}")  # a second click, or the back button
     raw = await request.form()
     weights = pv.posted_weights({k: str(v) for k, v in raw.items()}, view)
+    if not csrf.form_ok(request, raw):
+        # The sliders keep where the user moved them.
+        shown = {k: v for k, v in weights.items() if math.isfinite(v)}
+        edited = dataclasses.replace(view, weights={**view.weights, **shown})
+        return _staging(request, edited, csrf.REFUSED_FORM, 403)
     try:
         if weights:
             view = await run_in_threadpool(service.set_weights, experiment_id, weights)
@@ -330,6 +351,9 @@ def _results(
 @no_tracebacks
 async def resume(request: Request, experiment_id: int) -> Response:
     service = _service(request)
+    if not csrf.form_ok(request, await request.form()):
+        view = await run_in_threadpool(service.get_experiment, experiment_id)
+        return _results(request, view, csrf.REFUSED_FORM, 403)
     try:
         await run_in_threadpool(service.resume, experiment_id)
     except Conflict as exc:
@@ -342,9 +366,18 @@ async def resume(request: Request, experiment_id: int) -> Response:
 @router.get("/history", response_class=HTMLResponse, include_in_schema=False)
 @no_tracebacks
 async def history(request: Request) -> Response:
-    views = await run_in_threadpool(_service(request).list_experiments)
+    # A page at a time, as the API lists: ?status=done&offset=50 (refusals name the rule).
+    paging = Paging.parse(request.query_params)
+    page = await run_in_threadpool(_service(request).list_experiments, paging)
     return render(
-        request, "history.html", {"nav": "history", "rows": [pv.history_row(v) for v in views]}
+        request,
+        "history.html",
+        {
+            "nav": "history",
+            "rows": [pv.history_row(item) for item in page.items],
+            "pages": pv.history_pages(page),
+            "statuses": STATUSES,
+        },
     )
 
 

@@ -14,7 +14,11 @@ from typing import Any
 from greenrunner.reasoning.suggestion import CORE_METRICS
 from greenrunner.render import STOP_REASONS
 from greenrunner.reward import METRICS
-from greenrunner.web.views import ExperimentView
+from greenrunner.web.db import MAX_ID
+from greenrunner.web.views import DEFAULT_PAGE, ExperimentSummary, ExperimentView, Page
+
+# The compare page loads each experiment whole; more columns than this are unreadable anyway.
+MAX_COMPARE = 10
 
 # Statuses of an experiment whose run has not ended: the results page polls while in these.
 LIVE = ("running",)
@@ -202,20 +206,46 @@ def progress(view: ExperimentView) -> dict[str, Any]:
     }
 
 
-def history_row(view: ExperimentView) -> dict[str, Any]:
-    result = view.result or {}
-    saved = savings(result) if result else {}
+def history_row(item: ExperimentSummary) -> dict[str, Any]:
+    saved: Mapping[str, Any] = item.savings or {}
     return {
-        "id": view.id,
-        "created": view.created.replace("T", " ").removesuffix("+00:00"),
-        "use_case": view.use_case,
-        "repository": view.repository_name,
-        "dataset": view.dataset_name,
-        "status": view.status,
-        "recommended": view.recommended,
-        "mmacs_saved": saved.get("mmacs_saved"),
+        "id": item.id,
+        "created": item.created.replace("T", " ").removesuffix("+00:00"),
+        "use_case": item.use_case,
+        "repository": item.repository_name,
+        "dataset": item.dataset_name,
+        "status": item.status,
+        "recommended": item.recommended,
+        "mmacs_saved": saved.get("mmacs"),
         "macs_fraction": saved.get("macs_fraction"),
         "calls_fraction": saved.get("calls_fraction"),
+    }
+
+
+def history_pages(page: Page) -> dict[str, Any]:
+    """Where the history page stands: rows shown (1-based), the total, and the query of
+    the previous and next pages (None at either end), keeping the status filter."""
+    paging = page.paging
+
+    def query(offset: int | None) -> str | None:
+        if offset is None:
+            return None
+        parts = {"status": paging.status or "", "offset": str(offset) if offset else ""}
+        if paging.order != "newest":
+            parts["order"] = paging.order
+        if paging.limit != DEFAULT_PAGE:
+            parts["limit"] = str(paging.limit)
+        given = "&".join(f"{k}={v}" for k, v in parts.items() if v)
+        return f"?{given}" if given else ""
+
+    first = paging.offset + 1 if page.items else 0
+    return {
+        "first": first,
+        "last": paging.offset + len(page.items),
+        "total": page.total,
+        "status": paging.status or "",
+        "previous": query(page.previous_offset),
+        "next": query(page.next_offset),
     }
 
 
@@ -241,13 +271,21 @@ def compare_column(view: ExperimentView) -> dict[str, Any]:
 
 def parse_ids(raw: Sequence[str]) -> list[int]:
     """``?ids=1,2`` or ``?ids=1&ids=2`` (what a plain form of checkboxes sends), in order,
-    without repeats; ValueError names the first part that is not an id."""
+    without repeats, at most :data:`MAX_COMPARE`; ValueError names the first part that is
+    not an id (ASCII digits, 1 to 2**63 - 1: a larger number cannot be an id)."""
     ids: list[int] = []
     for part in (p.strip() for chunk in raw for p in chunk.split(",")):
         if not part:
             continue
-        if not part.isdigit():
-            raise ValueError(f"{part!r} is not an experiment id")
+        shown = part if len(part) <= 30 else part[:27] + "..."
+        if (
+            not (part.isascii() and part.isdigit())
+            or len(part) > 19
+            or not 1 <= int(part) <= MAX_ID
+        ):
+            raise ValueError(f"{shown!r} is not an experiment id (ids are 1 to {MAX_ID})")
         if int(part) not in ids:
             ids.append(int(part))
+        if len(ids) > MAX_COMPARE:
+            raise ValueError(f"at most {MAX_COMPARE} experiments can be compared at once")
     return ids

@@ -1,11 +1,14 @@
 """Background runs: worker threads take experiment ids from a queue and run the pipeline.
 
-Requests only queue work, so none waits on a run. The workers are daemon threads: a server
-that is stopped hard leaves its experiments ``running`` in the database, and the next
-start marks them ``interrupted`` (see Service). A graceful stop sets an event that the
-progress callbacks check, so a run ends at its next round and is marked ``interrupted``
-at once. Either way ``resume`` runs it again with the same seed: the same evaluations in
-the same order, each answered by the prediction cache when it was computed before.
+Requests only queue work, so none waits on a run. Each run is held by a lease of this
+server process (:mod:`greenrunner.web.leases`), renewed by a heartbeat thread while the run
+is queued or going; every write the run makes checks that the lease is still held. The
+workers are daemon threads: a server that is stopped hard stops renewing, and once its
+leases expire any server (another one on the same database, or this one restarted) marks
+those runs ``interrupted``. A graceful stop sets an event that the progress callbacks
+check, so a run ends at its next round, and marks its runs ``interrupted`` at once. Either
+way ``resume`` runs it again with the same seed: the same evaluations in the same order,
+each answered by the prediction cache when it was computed before.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from sqlalchemy import update
 
 from greenrunner.errors import GreenRunnerError
 from greenrunner.history import History
-from greenrunner.web.db import Database, ExperimentRow
+from greenrunner.web.db import Database, ExperimentRow, now
+from greenrunner.web.leases import Clock, Leases, rowcount
 from greenrunner.web.settings import WebSettings
+from greenrunner.web.views import outcome
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,12 @@ STOPPED = "the server stopped while this experiment was running; resume it to fi
 
 class Stopped(Exception):  # noqa: N818 (a signal, not an error)
     """Raised from a progress callback when the server is shutting down."""
+
+
+class LeaseLost(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised from a progress callback when this server no longer holds the run's lease
+    (it stalled past the lease and another server marked the run interrupted): the run
+    stops without writing anything more."""
 
 
 def queued_progress() -> dict[str, Any]:
@@ -61,9 +72,15 @@ class ProgressWriter:
     (the last one always), and stops the run when the server is stopping."""
 
     def __init__(
-        self, db: Database, experiment_id: int, interval: float, stop: threading.Event
+        self,
+        db: Database,
+        experiment_id: int,
+        interval: float,
+        stop: threading.Event,
+        leases: Leases,
     ) -> None:
         self.db = db
+        self.leases = leases
         self.id = experiment_id
         self.interval = interval
         self.stop = stop
@@ -80,9 +97,13 @@ class ProgressWriter:
             return
         self._last = now
         with self.db.session() as s:
-            s.execute(
-                update(ExperimentRow).where(ExperimentRow.id == self.id).values(progress=progress)
+            written = s.execute(
+                update(ExperimentRow)
+                .where(ExperimentRow.id == self.id, self.leases.held(self.id))
+                .values(progress=progress)
             )
+        if not rowcount(written):
+            raise LeaseLost
 
     def phase(self, phase: str, detail: str = "") -> None:
         self.write(progress_dict(phase, detail=detail), force=True)
@@ -130,17 +151,25 @@ def snapshot(history: History, names: list[str], unit: str) -> dict[str, Any]:
 
 
 class Runner:
-    """``workers`` daemon threads running queued experiments one at a time each."""
+    """``workers`` daemon threads running queued experiments one at a time each, and the
+    heartbeat thread that renews this process's leases and reaps expired ones."""
 
-    def __init__(self, db: Database, settings: WebSettings, *, start: bool = True) -> None:
+    def __init__(
+        self, db: Database, settings: WebSettings, *, start: bool = True, clock: Clock = now
+    ) -> None:
         self.db = db
         self.settings = settings
+        self.leases = Leases(db, settings.lease_seconds, clock=clock)
         self.stop = threading.Event()
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._threads = [
             threading.Thread(target=self._work, name=f"greenrunner-run-{i}", daemon=True)
             for i in range(settings.workers if start else 0)
         ]
+        if start:
+            self._threads.append(
+                threading.Thread(target=self._heartbeat, name="greenrunner-lease", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
 
@@ -155,11 +184,27 @@ class Runner:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        try:  # queued runs, and any still going: interrupted now, not after the lease
+            if count := self.leases.release(STOPPED):
+                log.warning("%d experiment(s) interrupted by the server stopping", count)
+        except Exception:  # the database may be what failed; the leases expire anyway
+            log.exception("could not release this server's runs")
+
+    def _heartbeat(self) -> None:
+        # A fifth of the lease: four renewals may fail (a locked or slow database) before
+        # another server may take the runs over.
+        interval = self.leases.seconds / 5
+        while not self.stop.wait(interval):
+            try:
+                self.leases.renew()
+                self.leases.reap()
+            except Exception:  # a heartbeat must survive a database hiccup; it retries
+                log.exception("lease heartbeat failed")
 
     def _work(self) -> None:
         while (experiment_id := self._queue.get()) is not None:
             if self.stop.is_set():
-                break  # left "running": the next start marks it interrupted
+                break  # close() marks it interrupted
             try:
                 self.run(experiment_id)
             except Exception:  # a worker must survive anything one run does
@@ -169,10 +214,15 @@ class Runner:
         """Run one experiment to done, failed or interrupted (never raises for user errors)."""
         from greenrunner.web.pipeline import execute
 
-        writer = ProgressWriter(self.db, experiment_id, self.settings.progress_interval, self.stop)
+        writer = ProgressWriter(
+            self.db, experiment_id, self.settings.progress_interval, self.stop, self.leases
+        )
         values: dict[str, Any]
         try:
             result, summary = execute(self.db, self.settings, experiment_id, writer)
+        except LeaseLost:
+            log.warning("experiment %d: this server lost its lease; stopped", experiment_id)
+            return
         except Stopped:
             values = {"status": "interrupted", "error": STOPPED}
         except GreenRunnerError as exc:
@@ -186,12 +236,12 @@ class Runner:
                 "in GreenRunner, the server log has the details",
             }
         else:
+            # The outcome goes in the small summary column, so lists never read the result.
+            summary = {**summary, "outcome": outcome(result)}
             values = {"status": "done", "result": result, "summary": summary, "error": None}
-        with self.db.session() as s:
-            row = s.get(ExperimentRow, experiment_id)
-            if row is None:
-                return
-            progress = dict(row.progress or {})
-            progress["phase"] = "finished" if values["status"] == "done" else values["status"]
-            for key, value in {**values, "progress": progress}.items():
-                setattr(row, key, value)
+        if not self.leases.finish(experiment_id, values):
+            log.warning(
+                "experiment %d: this server lost its lease; its %s is not written",
+                experiment_id,
+                values["status"],
+            )

@@ -1,36 +1,54 @@
 """What the web app does, as plain methods over the database; the REST API and the pages
 both call this, so a rule (who may start what, which upload is acceptable) lives once.
 
-``Service(settings)`` opens the database, lists the bundled repositories, marks runs that a
-previous server left ``running`` as ``interrupted`` and starts the background workers;
-``close()`` stops them. Every refusal is a :class:`ServiceError` whose message the user
-sees; its ``status`` is the HTTP status.
+``Service(settings)`` opens the database, lists the bundled repositories, marks runs whose
+server stopped (their lease expired) ``interrupted`` and starts the background workers;
+``close()`` stops them. Several servers may share one database: each runs only what it
+claimed, and a run whose server is alive is never taken over (:mod:`.leases`). Every
+refusal is a :class:`ServiceError` whose message the user sees; its ``status`` is the HTTP
+status.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request  # at run time: FastAPI reads get_service's signature
 
 from greenrunner.errors import ConfigError, GreenRunnerError
 from greenrunner.web import catalog
-from greenrunner.web.db import Database, DatasetRow, ExperimentRow, RepositoryRow, iso
+from greenrunner.web.db import (
+    Database,
+    DatasetRow,
+    ExperimentRow,
+    RepositoryRow,
+    iso,
+    now,
+    valid_id,
+    valid_key,
+)
+from greenrunner.web.leases import Clock, Holder, holder
 from greenrunner.web.runner import Runner, progress_dict, queued_progress
 from greenrunner.web.settings import WebSettings
 from greenrunner.web.views import (
+    MAX_PAGE,
     Conflict,
     DatasetView,
     ExperimentRequest,
+    ExperimentSummary,
     ExperimentView,
     NotFound,
+    Page,
+    Paging,
     Rejected,
     RepositoryView,
     ServiceError,
     TooLarge,
+    outcome,
 )
 
 if TYPE_CHECKING:
@@ -40,8 +58,11 @@ __all__ = [
     "Conflict",
     "DatasetView",
     "ExperimentRequest",
+    "ExperimentSummary",
     "ExperimentView",
     "NotFound",
+    "Page",
+    "Paging",
     "Rejected",
     "RepositoryView",
     "Service",
@@ -51,8 +72,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-INTERRUPTED = "the server stopped while this experiment was running; resume it to finish"
 
 
 def get_service(request: Request) -> Service:
@@ -66,7 +85,9 @@ def _user_error(exc: GreenRunnerError) -> ServiceError:
 
 
 class Service:
-    def __init__(self, settings: WebSettings, *, start_workers: bool = True) -> None:
+    def __init__(
+        self, settings: WebSettings, *, start_workers: bool = True, clock: Clock = now
+    ) -> None:
         self.settings = settings
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -76,38 +97,59 @@ class Service:
                 "choose a writable one with --data-dir"
             ) from None
         self.db = Database(settings.database_url)
-        with self.db.session() as s:
-            catalog.sync_bundled(s)
-            # One server per database: whatever it left running died with it.
-            stale = s.execute(
-                update(ExperimentRow)
-                .where(ExperimentRow.status == "running")
-                .values(status="interrupted", error=INTERRUPTED)
-            )
-            if count := _rowcount(stale):
-                log.warning("%d experiment(s) were interrupted by a restart", count)
-        self.runner = Runner(self.db, settings, start=start_workers)
+        self._sync_bundled()
+        self.runner = Runner(self.db, settings, start=start_workers, clock=clock)
+        # Only runs whose server stopped renewing their lease: a live run of another
+        # server on this database goes on (and this server's own last runs are marked
+        # once their lease runs out, within lease_seconds of the restart).
+        self.runner.leases.reap()
+
+    def _sync_bundled(self) -> None:
+        # Two servers starting at once on one database may insert the same bundled row;
+        # the second then finds it there on its retry.
+        for attempt in (1, 2):
+            try:
+                with self.db.session() as s:
+                    catalog.sync_bundled(s)
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
 
     def close(self) -> None:
         self.runner.close()
         self.db.close()
 
     # --- repositories and datasets ------------------------------------------------------
-    def list_repositories(self) -> list[RepositoryView]:
+    def list_repositories(self, limit: int = MAX_PAGE, offset: int = 0) -> list[RepositoryView]:
+        """Oldest first (the bundled ones, then uploads), at most ``limit``."""
+        paging = Paging(limit=limit, offset=offset)
         with self.db.session() as s:
             catalog.refresh_demo(s)
-            rows = s.scalars(select(RepositoryRow).order_by(RepositoryRow.created)).all()
+            query = select(RepositoryRow).order_by(RepositoryRow.created, RepositoryRow.id)
+            rows = s.scalars(query.limit(paging.limit).offset(paging.offset)).all()
             return [_repository_view(r) for r in rows]
+
+    def count_repositories(self) -> int:
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(RepositoryRow)) or 0)
 
     def get_repository(self, repository_id: str) -> RepositoryView:
         with self.db.session() as s:
             return _repository_view(_get_repository(s, repository_id))
 
-    def list_datasets(self) -> list[DatasetView]:
+    def list_datasets(self, limit: int = MAX_PAGE, offset: int = 0) -> list[DatasetView]:
+        """Oldest first, at most ``limit``."""
+        paging = Paging(limit=limit, offset=offset)
         with self.db.session() as s:
             catalog.refresh_demo(s)
-            rows = s.scalars(select(DatasetRow).order_by(DatasetRow.created)).all()
+            query = select(DatasetRow).order_by(DatasetRow.created, DatasetRow.id)
+            rows = s.scalars(query.limit(paging.limit).offset(paging.offset)).all()
             return [_dataset_view(r) for r in rows]
+
+    def count_datasets(self) -> int:
+        with self.db.session() as s:
+            return int(s.scalar(select(func.count()).select_from(DatasetRow)) or 0)
 
     def add_repository_zip(self, filename: str, fileobj: IO[bytes]) -> RepositoryView:
         """Store and check an uploaded zip of ONNX files (with classes.txt) or of a
@@ -192,41 +234,76 @@ class Service:
         return self._launch(experiment_id, ("interrupted", "failed"), "resumed")
 
     def _launch(self, experiment_id: int, allowed: tuple[str, ...], verb: str) -> ExperimentView:
+        self._check_id(experiment_id)  # before the UPDATE binds it
         with self.db.session() as s:
-            # A conditional update: two clicks on "run" cannot both start it.
-            claimed = s.execute(
-                update(ExperimentRow)
-                .where(ExperimentRow.id == experiment_id, ExperimentRow.status.in_(allowed))
-                .values(
-                    status="running",
-                    progress=queued_progress(),
-                    result=None,
-                    error=None,
-                    runs=ExperimentRow.runs + 1,
-                )
+            # A conditional update with the lease in one transaction: two clicks, two
+            # requests or two servers cannot both start it.
+            claimed = self.runner.leases.claim(
+                s,
+                experiment_id,
+                allowed,
+                progress=queued_progress(),
+                result=None,
+                error=None,
             )
-            if not _rowcount(claimed):
-                row = self._row(s, experiment_id)
-                hint = {
-                    "running": "it is already running; watch its progress",
-                    "done": "it has finished; create a new experiment to run again",
-                    "staging": "start it with POST /api/experiments/{id}/run",
-                }.get(row.status, "resume it instead")
+            if not claimed:
+                row = self._row(s, experiment_id)  # an unknown id is a 404, not a conflict
                 raise Conflict(
                     f"experiment {experiment_id} is {row.status} and cannot be {verb}: "
-                    + hint.replace("{id}", str(experiment_id))
+                    + self._refusal_hint(s, row)
                 )
         self.runner.submit(experiment_id)
         return self.get_experiment(experiment_id)
+
+    def _refusal_hint(self, s: Session, row: ExperimentRow) -> str:
+        if row.status == "running":
+            held = holder(s, row.id)
+            if held is None:
+                return "it is already running; watch its progress"
+            where = (
+                "on this server"
+                if held.owner == self.runner.leases.owner
+                else f"on another server ({held.owner})"
+            )
+            age = (self.runner.leases.now() - held.renewed).total_seconds()
+            return (
+                f"it is already running {where}, which renewed its lease {age:.0f} s ago; "
+                "watch its progress. If that server was stopped, the run shows as "
+                f"interrupted once its lease expires (within {self.settings.lease_seconds:g} "
+                "s) and can be resumed then"
+            )
+        return {
+            "done": "it has finished; create a new experiment to run again",
+            "staging": f"start it with POST /api/experiments/{row.id}/run",
+        }.get(row.status, "resume it instead")
 
     def get_experiment(self, experiment_id: int) -> ExperimentView:
         with self.db.session() as s:
             return self._view(s, self._row(s, experiment_id))
 
-    def list_experiments(self) -> list[ExperimentView]:
+    def list_experiments(self, paging: Paging | None = None) -> Page:
+        """One page of summaries, newest first by default. The query reads only the small
+        columns (never ``result`` or ``progress``: a run's outcome is kept in ``summary``),
+        ordered by the primary key and filtered on the indexed ``status``."""
+        paging = paging or Paging()
+        where = [] if paging.status is None else [ExperimentRow.status == paging.status]
+        order = ExperimentRow.id.desc() if paging.order == "newest" else ExperimentRow.id.asc()
+        query = (
+            select(*_SUMMARY_COLUMNS, RepositoryRow.name, DatasetRow.name)
+            .outerjoin(RepositoryRow, RepositoryRow.id == ExperimentRow.repository_id)
+            .outerjoin(DatasetRow, DatasetRow.id == ExperimentRow.dataset_id)
+            .where(*where)
+            .order_by(order)
+            .limit(paging.limit)
+            .offset(paging.offset)
+        )
+        count = select(func.count()).select_from(ExperimentRow).where(*where)
         with self.db.session() as s:
-            rows = s.scalars(select(ExperimentRow).order_by(ExperimentRow.id.desc())).all()
-            return [self._view(s, r) for r in rows]
+            total = int(s.scalar(count) or 0)
+            rows = s.execute(query).all()
+            outcomes = _outcomes(s, rows)
+            items = tuple(_summary(r, outcomes.get(r.id)) for r in rows)
+        return Page(items=items, total=total, paging=paging)
 
     def result_json(self, experiment_id: int) -> dict[str, Any]:
         """The result in the selection engine's JSON shape (with the staging record)."""
@@ -251,8 +328,17 @@ class Service:
         return describe()
 
     # --- helpers ------------------------------------------------------------------------
-    @staticmethod
-    def _row(s: Session, experiment_id: int) -> ExperimentRow:
+    def _check_id(self, experiment_id: int) -> None:
+        # An id the database cannot hold would reach the driver as an error (OverflowError
+        # in SQLite, "integer out of range" in PostgreSQL): it is simply not there.
+        if not valid_id(experiment_id, self.db.max_id):
+            raise NotFound(
+                f"no experiment {_cut(experiment_id)}: experiment ids are whole numbers from 1 "
+                f"to {self.db.max_id}; GET /api/experiments lists them"
+            )
+
+    def _row(self, s: Session, experiment_id: int) -> ExperimentRow:
+        self._check_id(experiment_id)
         row = s.get(ExperimentRow, experiment_id)
         if row is None:
             raise NotFound(f"no experiment {experiment_id}; GET /api/experiments lists them")
@@ -262,6 +348,7 @@ class Service:
     def _view(s: Session, row: ExperimentRow) -> ExperimentView:
         repo = s.get(RepositoryRow, row.repository_id)
         data = s.get(DatasetRow, row.dataset_id) if row.dataset_id else None
+        held: Holder | None = holder(s, row.id) if row.status == "running" else None
         return ExperimentView(
             id=row.id,
             status=row.status,
@@ -284,18 +371,106 @@ class Service:
             runs=row.runs,
             created=iso(row.created),
             updated=iso(row.updated),
+            owner=held.owner if held else None,
         )
 
 
-def _rowcount(result: object) -> int:
-    """Rows an UPDATE changed (typed Result objects do not declare it; cursors have it)."""
-    return int(getattr(result, "rowcount", 0))
+# What a list reads of an experiment: everything but the JSON columns of the run itself.
+_SUMMARY_COLUMNS = (
+    ExperimentRow.id,
+    ExperimentRow.status,
+    ExperimentRow.repository_id,
+    ExperimentRow.dataset_id,
+    ExperimentRow.use_case,
+    ExperimentRow.strategy,
+    ExperimentRow.budget,
+    ExperimentRow.budget_unit,
+    ExperimentRow.seed,
+    ExperimentRow.runs,
+    ExperimentRow.created,
+    ExperimentRow.updated,
+    ExperimentRow.summary,
+)
+
+
+def _outcomes(s: Session, rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    """Each finished row's outcome from its summary. A run finished by an older version
+    has none there: its result is read once (for this page's rows only) and the outcome
+    stored, so the next list does not read it again."""
+    found: dict[int, dict[str, Any]] = {}
+    missing: list[int] = []
+    for r in rows:
+        kept = (r.summary or {}).get("outcome")
+        if isinstance(kept, dict):
+            found[r.id] = kept
+        elif r.status == "done":
+            missing.append(r.id)
+    if missing:
+        query = select(ExperimentRow.id, ExperimentRow.result, ExperimentRow.summary).where(
+            ExperimentRow.id.in_(missing), ExperimentRow.status == "done"
+        )
+        for eid, result, summary in s.execute(query).all():
+            if not result:
+                continue
+            found[eid] = outcome(result)
+            s.execute(
+                update(ExperimentRow)
+                .where(ExperimentRow.id == eid)
+                .values(
+                    summary={**(summary or {}), "outcome": found[eid]},
+                    updated=ExperimentRow.updated,
+                )
+            )
+    return found
+
+
+def _summary(r: Any, done: Mapping[str, Any] | None) -> ExperimentSummary:
+    repository_name, dataset_name = r[-2], r[-1]
+    fields = {k: (done or {}).get(k) for k in _OUTCOME_FIELDS}
+    return ExperimentSummary(
+        id=r.id,
+        status=r.status,
+        repository=r.repository_id,
+        repository_name=repository_name or r.repository_id,
+        dataset=r.dataset_id,
+        dataset_name=dataset_name,
+        use_case=r.use_case,
+        strategy=r.strategy,
+        budget={"value": r.budget, "unit": r.budget_unit},
+        seed=r.seed,
+        runs=r.runs,
+        created=iso(r.created),
+        updated=iso(r.updated),
+        **fields,
+    )
+
+
+_OUTCOME_FIELDS = (
+    "recommended",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "calls",
+    "brute_force_calls",
+    "savings",
+)
+
+
+def _cut(value: object, chars: int = 40) -> str:
+    """A value for a message, cut short (an id in a URL may be thousands of digits)."""
+    if isinstance(value, int) and value.bit_length() > 4 * chars:
+        # str() of a huge int is slow, and refused past 4300 digits.
+        return f"{'-' if value < 0 else ''}(a number of {value.bit_length()} bits)"
+    text = str(value)
+    return text if len(text) <= chars else text[: chars - 3] + "..."
 
 
 def _get_repository(s: Session, repository_id: str) -> RepositoryRow:
-    row = s.get(RepositoryRow, repository_id)
+    row = s.get(RepositoryRow, repository_id) if valid_key(repository_id) else None
     if row is None:
-        raise NotFound(f"no repository {repository_id!r}; GET /api/repositories lists them")
+        raise NotFound(
+            f"no repository {_cut(repr(repository_id))}; GET /api/repositories lists them"
+        )
     return row
 
 

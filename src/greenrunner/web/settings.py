@@ -23,9 +23,11 @@ TOKEN_HINT = (
     f"in the environment variable {TOKEN_ENV} (safer than --token, which other users of the "
     "machine can see in the process list)"
 )
-# Builders an uploaded manifest may name. A builder is any importable callable, so letting an
-# upload choose one is letting it run code on the server; these two only build networks.
-DEFAULT_BUILDERS = ("torchvision.models:", "greenrunner.demo.zoo:")
+# The builders an uploaded manifest may name on top of the built-in list (torchvision's
+# classification builders and the demo zoo's, greenrunner.adapters.builders.AllowList):
+# choosing a builder is choosing code to run on the server, so the operator adds them by
+# exact name (module:function) or by module (module:*). None by default.
+DEFAULT_BUILDERS: tuple[str, ...] = ()
 
 
 def default_data_dir() -> Path:
@@ -50,6 +52,17 @@ def resolve_token(given: str | None) -> str | None:
     return given or os.environ.get(TOKEN_ENV) or None
 
 
+def _check_builders(entries: tuple[str, ...]) -> None:
+    """Each --allow-builder entry's form, refused when the server starts, not at an upload."""
+    from greenrunner.adapters.builders import BuilderError, parse_allow_entry
+
+    for entry in entries:
+        try:
+            parse_allow_entry(entry)
+        except BuilderError as exc:
+            raise ConfigError(str(exc)) from None
+
+
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive integer; got {value!r}")
@@ -62,10 +75,16 @@ class WebSettings:
 
     ``db_url`` is any SQLAlchemy URL (``postgresql://user@host/db``); None means SQLite in
     ``data_dir``. ``token`` is required when ``host`` is not a loopback address. Uploads are
-    bounded by ``max_upload_bytes`` (the file as sent), ``max_extract_bytes`` and
-    ``max_files`` (what an archive unpacks to) and ``max_ratio`` (uncompressed over
-    compressed size per entry: a zip bomb compresses far better than real models or
-    photos). ``builders`` are the ``module:`` prefixes an uploaded manifest may name.
+    bounded by ``max_upload_bytes`` (the file as sent), ``max_extract_bytes`` (what an
+    archive unpacks to in all; None: five times the upload limit, at least 1 GB),
+    ``max_entry_bytes`` (one file in it; None: no limit of its own), ``max_files`` (its
+    entries) and ``max_ratio`` (uncompressed over compressed size, per entry and for the
+    whole archive: a zip bomb compresses far better than real models or photos; see
+    ``web.archive`` for its floors and the rules on names). ``builders`` are what the
+    operator adds to the builders an uploaded manifest may name: ``module:function``
+    exactly, or ``module:*`` (see ``AllowList``).
+    ``lease_seconds``: how long a run stays this server's without a heartbeat (renewed
+    every fifth of it); after that, any server on the database may mark it interrupted.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -75,10 +94,12 @@ class WebSettings:
     token: str | None = None
     workers: int = 1
     max_upload_bytes: int = 200 * MB
-    max_extract_bytes: int = 1024 * MB
+    max_extract_bytes: int | None = None
+    max_entry_bytes: int | None = None
     max_files: int = 20_000
     max_ratio: float = 200.0
     progress_interval: float = 0.5
+    lease_seconds: float = 30.0
     use_cache: bool = True
     builders: tuple[str, ...] = DEFAULT_BUILDERS
     advisor: ProviderSettings = field(default_factory=ProviderSettings)
@@ -89,14 +110,26 @@ class WebSettings:
             raise ConfigError(f"port must be an integer from 1 to 65535; got {self.port!r}")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"port must be an integer from 1 to 65535; got {self.port}")
-        for name in ("workers", "max_upload_bytes", "max_extract_bytes", "max_files"):
+        for name in ("workers", "max_upload_bytes", "max_files"):
             _positive_int(name, getattr(self, name))
+        for name in ("max_extract_bytes", "max_entry_bytes"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
         if not (math.isfinite(self.max_ratio) and self.max_ratio > 1):
             raise ConfigError(f"max_ratio must be a number above 1; got {self.max_ratio!r}")
         if not (math.isfinite(self.progress_interval) and self.progress_interval >= 0):
             raise ConfigError(
                 f"progress_interval must be a non-negative number of seconds; "
                 f"got {self.progress_interval!r}"
+            )
+        if not (
+            isinstance(self.lease_seconds, int | float)
+            and not isinstance(self.lease_seconds, bool)
+            and math.isfinite(self.lease_seconds)
+            and self.lease_seconds > 0
+        ):
+            raise ConfigError(
+                f"lease_seconds must be a positive number of seconds; got {self.lease_seconds!r}"
             )
         if self.db_url is not None and "://" not in self.db_url:
             raise ConfigError(
@@ -117,6 +150,7 @@ class WebSettings:
                 "or bind to 127.0.0.1 and reach it through an SSH tunnel"
             )
         object.__setattr__(self, "builders", tuple(self.builders))
+        _check_builders(self.builders)
 
     @property
     def database_url(self) -> str:
@@ -125,6 +159,17 @@ class WebSettings:
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def extract_limit(self) -> int:
+        """What one upload may unpack to in all. By default it follows --max-upload-mb:
+        models and photos barely compress, so five times the upload is room enough."""
+        return self.max_extract_bytes or max(1024 * MB, 5 * self.max_upload_bytes)
+
+    @property
+    def entry_limit(self) -> int:
+        """What one file in an upload may unpack to."""
+        return min(self.max_entry_bytes or self.extract_limit, self.extract_limit)
 
     @property
     def exposed(self) -> bool:
