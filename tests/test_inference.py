@@ -32,9 +32,9 @@ class CountingDataset(ArrayDataset):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.decoded: list[int] = []
 
-    def load(self, ids: np.ndarray) -> list[np.ndarray]:
+    def load(self, ids: np.ndarray, *, fit: tuple[int, int] | None = None) -> list[np.ndarray]:
         self.decoded.extend(int(i) for i in ids)
-        return super().load(ids)
+        return super().load(ids, fit=fit)
 
 
 def _dataset() -> CountingDataset:

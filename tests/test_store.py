@@ -380,3 +380,37 @@ def test_sigkilled_run_resumes_without_evaluating_twice(
     assert f"{computed:,} evaluations computed by this run, {len(before):,} served" in out
     assert forwarded(log) - overhead == computed  # the models saw exactly the missing samples
     assert stable(res) == stable(ref)
+
+
+def test_resume_refuses_observations_made_under_other_preprocessing_or_labels(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Stored correctness depends on the preprocessing and the label map, not only on the
+    weights: a resume after either changed would mix two different models' answers."""
+    pytest.importorskip("torch")
+    log, gate, db = tmp_path / "forward.log", tmp_path / "slow", tmp_path / "store.db"
+    manifest, data = write_counting_repository(tmp_path / "repo", log=log, gate=gate, delay=0)
+    args = ["select", "--models", str(manifest), "--data", str(data), "--no-cache"]
+    assert run_cli(capsys, *args, "--budget", "0.3", "--store", str(db))[0] == 0
+
+    def reopen() -> tuple[int, str]:
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE experiments SET status='running'")
+        code, _, err = run_cli(capsys, "resume", "1", "--store", str(db))
+        return code, err
+
+    original = manifest.read_text(encoding="utf-8")
+    manifest.write_text(original.replace("channels = 1\n", "channels = 1\nmean = [0.5]\n", 1))
+    code, err = reopen()
+    assert code == EXIT_USER_ERROR
+    assert "source changed" in err and "models changed: net0" in err and "net1" not in err
+
+    manifest.write_text(original)  # restored: the same models again
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"a": ["b"], "b": ["a"], "c": ["c"]}))
+    with sqlite3.connect(db) as con:  # as if the run had been started with this label map
+        settings = json.loads(con.execute("SELECT settings FROM experiments").fetchone()[0])
+        settings["label_map"] = str(mapping)
+        con.execute("UPDATE experiments SET settings = ?", (json.dumps(settings),))
+    code, err = reopen()
+    assert code == EXIT_USER_ERROR and "models changed: net0, net1, net2, net3" in err

@@ -2,6 +2,8 @@
 
 One immutable :class:`Preprocessing` per model; the evaluator decodes each sample once and
 prepares it once per distinct setting (models that share a setting share the tensors).
+Every field is part of the prediction cache's key; a change here that changes the tensors
+for the same setting must bump ``greenrunner.adapters.base.CODE_VERSION``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,20 @@ class Preprocessing:
                 f"interpolation must be bilinear, bicubic or nearest; got {self.interpolation!r}"
             )
 
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """One prepared sample's shape: (C, H, W) or (H, W, C) by ``layout``."""
+        h, w = self.size
+        return (self.channels, h, w) if self.layout == "NCHW" else (h, w, self.channels)
+
+    @property
+    def fit(self) -> tuple[int, int]:
+        """The (width, height) a source image is resized to cover: the input size, or with
+        ``resize`` a shorter side of ``resize`` (never less than the crop). A decoder may
+        shrink a very large image first, as long as it still covers this."""
+        h, w = self.size
+        return (w, h) if self.resize is None else (max(self.resize, w), max(self.resize, h))
+
     def fingerprint(self) -> str:
         """Stable id of the setting: equal settings share prepared tensors and caches."""
         text = json.dumps(asdict(self), sort_keys=True)
@@ -95,7 +111,7 @@ def prepare(images: Sequence[np.ndarray], spec: Preprocessing) -> np.ndarray:
     nchw = spec.layout == "NCHW"
     # Written straight into the final layout, one image at a time: transposing a whole
     # batch afterwards is a strided copy that cost a third of the preparation time.
-    out = np.empty((len(images), c, h, w) if nchw else (len(images), h, w, c), np.float32)
+    out = np.empty((len(images), *spec.sample_shape), np.float32)
     for i, array in enumerate(images):
         img = Image.fromarray(_to_uint8(array))
         img = img.convert("L" if c == 1 else "RGB")

@@ -8,8 +8,11 @@ their heavy dependencies inside the loader: a missing extra is named when it is 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import importlib
+import importlib.metadata
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +26,37 @@ from greenrunner.errors import ConfigError
 from greenrunner.preprocessing import Preprocessing
 
 FORMATS = ("onnx", "torch_state_dict", "torchscript", "torch_export", "torchvision")
+
+# Bump when GreenRunner's own code changes what a model is fed or what its scores become
+# for the same files and settings: decoding (datasets/_images.py), preprocessing.prepare,
+# an adapter's predict, the MAC counters. Every cached prediction and measurement made
+# before then stops matching. History: 1 = until issue 11; 2 = images decoded upright
+# (EXIF orientation), 16-bit images scaled rather than clipped, very large images reduced
+# before the resize.
+CODE_VERSION = 2
+# Bump when the key's layout changes (what is hashed and how).
+KEY_VERSION = 2
+
+# Libraries whose version can change a model's scores, by format (the back-end that runs
+# it; torchvision for builders and weights' transforms) and for all (Pillow decodes and
+# resizes, numpy normalises). Distribution names, read from the installed metadata.
+_LIBRARIES = {
+    "onnx": ("onnxruntime",),
+    "torch_state_dict": ("torch", "torchvision"),
+    "torchscript": ("torch",),
+    "torch_export": ("torch",),
+    "torchvision": ("torch", "torchvision"),
+}
+_COMMON_LIBRARIES = ("pillow", "numpy")
+
+# ModelSpec fields that cannot change what a model predicts, so they stay out of its cache
+# key: the name (the cache follows the model, not what it is called), the model card's
+# claims and further metrics, and trust (it decides whether a file may be loaded, not what
+# it computes). Every other field is in the key, including any added later.
+NOT_IN_CACHE_KEY = frozenset({"name", "card_accuracy", "license", "trust", "extra"})
+
+# format -> "module:function" giving further files the model reads (ONNX external data).
+_COMPANIONS = {"onnx": "greenrunner.adapters.onnx:external_data_files"}
 
 
 @dataclass(frozen=True)
@@ -66,18 +100,89 @@ class ModelSpec:
                 f"model {self.name!r}: card accuracy must be in [0, 1]; got {self.card_accuracy}"
             )
 
-    def fingerprint(self) -> str:
-        """Identifies the weights: a hash of the file (or the builder and weights id), so
-        cached predictions and measurements follow the model, not its name."""
-        args = json.dumps(dict(self.builder_args), sort_keys=True, default=str)
-        h = hashlib.sha256(f"{self.format}|{self.builder}|{args}|{self.weights}".encode())
-        if self.path is not None:
-            # A missing file fails when loaded, with its own message; here it is just a name.
-            h.update((file_digest(self.path) if self.path.is_file() else str(self.path)).encode())
-        return h.hexdigest()[:24]
+    def cache_key(self) -> str:
+        """Identifies everything that decides this model's scores on a given input, for
+        the prediction and measurement cache: see :func:`cache_key`."""
+        return cache_key(self)
 
     def __hash__(self) -> int:
         return hash((self.name, self.format, self.path, self.builder, self.weights))
+
+
+def cache_key(spec: ModelSpec) -> str:
+    """A hash of every spec field but :data:`NOT_IN_CACHE_KEY` (the whole preprocessing,
+    the class list, builder and arguments, weights id, format), the content of the model
+    file and of the files it reads beside it, the versions of the libraries that run and
+    feed it, and :data:`CODE_VERSION`. Derived from the dataclass's fields, not a list of
+    them, so a new field cannot be left out by oversight. Keys made before KEY_VERSION 2
+    (the weights alone) never equal one of these, so old entries simply miss.
+    """
+    fields = {
+        f.name: canonical(getattr(spec, f.name))
+        for f in dataclasses.fields(spec)
+        if f.name not in NOT_IN_CACHE_KEY
+    }
+    # The file by content, not location: a moved or renamed copy is the same model.
+    fields["path"] = _content(spec.path)
+    identity = {
+        "key_version": KEY_VERSION,
+        "code_version": CODE_VERSION,
+        "spec": fields,
+        "companions": {p.name: _content(p) for p in companion_files(spec)},
+        "libraries": library_versions(spec.format),
+    }
+    text = json.dumps(identity, sort_keys=True, allow_nan=False)
+    return f"k{KEY_VERSION}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+
+
+def canonical(value: Any) -> Any:
+    """JSON-ready and deterministic: dataclasses by their fields, mappings sorted, tuples
+    and lists as lists, paths as text; other leaves tagged with their type (a TOML date in
+    builder_args), so distinct values never collide as the same string."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    if isinstance(value, frozenset | set):
+        return sorted((canonical(v) for v in value), key=repr)
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if np.isfinite(value) else repr(value)
+    return f"{type(value).__name__}:{value!r}"
+
+
+def _content(path: Path | None) -> str | None:
+    # A missing file fails when loaded, with its own message; here it is just a name.
+    if path is None:
+        return None
+    return file_digest(path) if path.is_file() else f"missing:{path}"
+
+
+def companion_files(spec: ModelSpec) -> list[Path]:
+    """Files beside the model file that it reads (ONNX external data), for the cache key."""
+    ref = _COMPANIONS.get(spec.format)
+    if ref is None or spec.path is None or not spec.path.is_file():
+        return []
+    module, func = ref.split(":")
+    find: Callable[[Path], list[Path]] = getattr(importlib.import_module(module), func)
+    return find(spec.path)
+
+
+@functools.cache
+def library_versions(fmt: str) -> dict[str, str]:
+    """Installed versions of the libraries that can change this format's predictions."""
+    out = {}
+    for dist in (*_LIBRARIES.get(fmt, ()), *_COMMON_LIBRARIES):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}

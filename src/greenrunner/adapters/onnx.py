@@ -144,6 +144,39 @@ class OnnxAdapter:
         return Measurements(size_bytes=size, params=params, macs=macs, macs_note=note)
 
 
+_EXTERNAL: dict[tuple[str, int, int], list[Path]] = {}
+
+
+def external_data_files(path: Path) -> list[Path]:
+    """The external-data files an .onnx file points to (weights stored beside it), for the
+    cache key: editing them changes the model as much as editing the .onnx file does.
+    Read from the graph without its weights, once per (path, size, mtime); [] where the
+    onnx package is missing or cannot read the file (loading it will say why)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _EXTERNAL:
+        try:
+            import onnx
+
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception:  # ImportError, or a file onnxruntime will refuse with a message
+            return []
+        names = sorted(
+            {
+                entry.value
+                for t in model.graph.initializer
+                for entry in t.external_data
+                if entry.key == "location"
+            }
+        )
+        # Only files inside the model's folder: a location such as ../../etc/passwd is not
+        # read for a hash (onnxruntime refuses to load it anyway).
+        folder = path.parent.resolve()
+        inside = [folder / n for n in names if (folder / n).resolve().is_relative_to(folder)]
+        _EXTERNAL[key] = inside
+    return _EXTERNAL[key]
+
+
 def _external_bytes(model: Any, folder: Path) -> int:
     """Bytes of weights stored beside the .onnx file (external data), each file once."""
     files = {

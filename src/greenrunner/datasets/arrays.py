@@ -1,15 +1,27 @@
-"""Datasets held in memory: numpy arrays, a ``.npz`` file, or IDX files (the MNIST family)."""
+"""Datasets held in memory: numpy arrays, a ``.npz`` file, or IDX files (the MNIST family).
+
+The files are read whole, so what their headers declare is checked before anything is read:
+pixels per image against ``max_image_pixels`` (as for image files), and the total against
+this machine's memory. An IDX header can claim 2^32 x 2^32 images in a few bytes, and a
+small ``.npz`` can inflate to gigabytes.
+"""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import prod
 from pathlib import Path
 
 import numpy as np
 
+from greenrunner.datasets._images import DEFAULT_MAX_IMAGE_PIXELS, check_max_pixels
 from greenrunner.errors import DataError
 
 
@@ -57,8 +69,8 @@ class ArrayDataset:
     def __len__(self) -> int:
         return len(self.images)
 
-    def load(self, ids: np.ndarray) -> list[np.ndarray]:
-        return [self.images[int(i)] for i in ids]
+    def load(self, ids: np.ndarray, *, fit: tuple[int, int] | None = None) -> list[np.ndarray]:
+        return [self.images[int(i)] for i in ids]  # already in memory: ``fit`` saves nothing
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
@@ -70,12 +82,62 @@ class ArrayDataset:
         return self._fingerprint
 
 
-def npz_dataset(path: Path) -> ArrayDataset:
-    """``images`` and ``labels`` arrays, optional ``class_names``."""
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the platform does not say)."""
     try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_declared(
+    path: Path, images: tuple[int, ...], total_bytes: int, max_image_pixels: int
+) -> None:
+    """The declared image shape (N x H x W[ x C]) and total size, before any data is read."""
+    if len(images) >= 3:
+        h, w = images[1:3]
+        if h * w > max_image_pixels:
+            raise DataError(
+                f"{path}: declares images of {h} x {w} pixels ({h * w / 1e6:,.1f} MP), more "
+                f"than the {max_image_pixels / 1e6:,.1f} MP allowed per image; raise the limit "
+                f"with --max-image-pixels {h * w} (max_image_pixels= in Python) if it is right"
+            )
+    memory = physical_memory()
+    if memory is not None and total_bytes > memory:
+        raise DataError(
+            f"{path}: declares {images} ({total_bytes / 1e9:,.1f} GB), more than this "
+            f"machine's memory ({memory / 1e9:,.1f} GB); in-memory formats are read whole, so "
+            "split the data or use an ImageFolder or CSV of image files (decoded per sample)"
+        )
+
+
+def _npy_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each array's shape and dtype in a .npz, read from the .npy headers alone."""
+    fmt = np.lib.format
+    out = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as f:
+                version = fmt.read_magic(f)
+                read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                shape, _, dtype = read(f)
+            out[info.filename[: -len(".npy")]] = (tuple(int(d) for d in shape), dtype)
+    return out
+
+
+def npz_dataset(path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ArrayDataset:
+    """``images`` and ``labels`` arrays, optional ``class_names``."""
+    limit = check_max_pixels(max_image_pixels)
+    try:
+        headers = _npy_headers(path)
+        if "images" in headers:
+            total = sum(prod(shape) * dtype.itemsize for shape, dtype in headers.values())
+            _check_declared(path, headers["images"][0], total, limit)
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
     missing = {"images", "labels"} - set(arrays)
     if missing:
@@ -93,28 +155,55 @@ def npz_dataset(path: Path) -> ArrayDataset:
         raise DataError(f"{path}: {exc}") from None
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def _read_upto(f: io.BufferedIOBase, n: int) -> bytearray:
+    """At most n + 1 bytes, in chunks: a stream that lies about its length is not read
+    further than one byte past what was declared."""
+    buf = bytearray()
+    while len(buf) <= n:
+        chunk = f.read(min(1 << 24, n + 1 - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def _read_idx(path: Path, ndim: int, max_image_pixels: int) -> np.ndarray:
+    """An IDX file of unsigned bytes with ``ndim`` dimensions, its header checked first."""
     opener = gzip.open if path.suffix == ".gz" else open
+    what = "images (N x H x W)" if ndim == 3 else "labels (N)"
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[:3] != b"\0\0\x08":
+                raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+            if magic[3] != ndim:
+                raise DataError(
+                    f"{path}: holds {magic[3]}-dimensional data; expected {what} "
+                    f"({ndim}-dimensional)"
+                )
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DataError(f"{path}: the IDX header is cut short")
+            shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+            size = prod(shape)  # Python ints: no overflow whatever the header claims
+            _check_declared(path, shape, size, max_image_pixels)
+            data = _read_upto(f, size)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise DataError(f"{path}: header says {shape} but the file holds {data.size} bytes")
-    return data.reshape(shape)
+    if len(data) != size:
+        holds = f"{len(data):,} bytes" if len(data) < size else "more bytes than that"
+        raise DataError(
+            f"{path}: header says {shape} ({size:,} bytes of data) but the file holds {holds}"
+        )
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
-def idx_dataset(path: Path) -> ArrayDataset:
+def idx_dataset(path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ArrayDataset:
     """An IDX images file (``*-images-idx3-ubyte[.gz]``) with its labels file, or a folder
     holding exactly one such pair; class names from a ``classes.txt`` beside them."""
     from greenrunner.repositories.manifest import read_classes
 
+    limit = check_max_pixels(max_image_pixels)
     folder = path if path.is_dir() else path.parent
     if path.is_dir():
         found = sorted(folder.glob("*images-idx3-ubyte*"))
@@ -126,8 +215,8 @@ def idx_dataset(path: Path) -> ArrayDataset:
     labels_path = folder / path.name.replace("images-idx3", "labels-idx1")
     if labels_path == path or not labels_path.is_file():
         raise DataError(f"{path}: its labels file {labels_path.name} is not beside it")
-    images, labels = _read_idx(path), _read_idx(labels_path)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+    images, labels = _read_idx(path, 3, limit), _read_idx(labels_path, 1, limit)
+    if len(images) != len(labels):
         raise DataError(f"{path}: {images.shape} images and {labels.shape} labels do not pair up")
     listed = folder / "classes.txt"
     n = int(labels.max()) + 1 if len(labels) else 0

@@ -12,8 +12,10 @@ class TargetDataset(Protocol):
 
     ``labels[i]`` is the index into ``class_names`` of sample i. ``load`` decodes the
     given samples into uint8 arrays (H x W grey or H x W x 3 RGB); the evaluator calls it
-    once per sample and preprocessing setting. ``fingerprint`` identifies the content
-    (files and labels), so cached predictions follow the data, not its path.
+    one sample at a time, with ``fit`` the (width, height) the image is about to be
+    resized to cover, so a very large image may be decoded at a reduced scale that still
+    covers it (datasets already in memory ignore it). ``fingerprint`` identifies the
+    content (files and labels), so cached predictions follow the data, not its path.
     """
 
     @property
@@ -27,6 +29,6 @@ class TargetDataset(Protocol):
 
     def __len__(self) -> int: ...
 
-    def load(self, ids: np.ndarray) -> list[np.ndarray]: ...
+    def load(self, ids: np.ndarray, *, fit: tuple[int, int] | None = None) -> list[np.ndarray]: ...
 
     def fingerprint(self) -> str: ...

@@ -8,25 +8,34 @@ from pathlib import Path
 
 import numpy as np
 
-from greenrunner.datasets._images import IMAGE_SUFFIXES, check_image, decode, fingerprint_files
+from greenrunner.datasets._images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_SUFFIXES,
+    check_image,
+    check_max_pixels,
+    decode,
+    fingerprint_files,
+)
 from greenrunner.errors import DataError
 
 
 @dataclass
 class FileDataset:
-    """Images in files with a label each; decoded on demand."""
+    """Images in files with a label each; decoded on demand, each file checked against
+    ``max_image_pixels`` again when decoded (it may have changed since it was opened)."""
 
     name: str
     paths: tuple[Path, ...]
     class_names: tuple[str, ...]
     labels: np.ndarray
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     _fingerprint: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def load(self, ids: np.ndarray) -> list[np.ndarray]:
-        return [decode(self.paths[int(i)]) for i in ids]
+    def load(self, ids: np.ndarray, *, fit: tuple[int, int] | None = None) -> list[np.ndarray]:
+        return [decode(self.paths[int(i)], self.max_image_pixels, fit) for i in ids]
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
@@ -38,8 +47,9 @@ def _visible(p: Path) -> bool:
     return not p.name.startswith(".")
 
 
-def image_folder(root: Path) -> FileDataset:
+def image_folder(root: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> FileDataset:
     """``root/<class>/<images>``: classes are the sub-folders, sorted by name."""
+    limit = check_max_pixels(max_image_pixels)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and _visible(p))
     if not classes:
         raise DataError(f"{root}: no class folders; an ImageFolder is root/<class>/<images>")
@@ -59,17 +69,18 @@ def image_folder(root: Path) -> FileDataset:
         paths += files
         labels += [k] * len(files)
     for p in paths:
-        check_image(p)
-    return FileDataset(root.name, tuple(paths), tuple(classes), np.asarray(labels))
+        check_image(p, limit)
+    return FileDataset(root.name, tuple(paths), tuple(classes), np.asarray(labels), limit)
 
 
-def csv_dataset(path: Path) -> FileDataset:
+def csv_dataset(path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> FileDataset:
     """A CSV with columns ``path`` and ``label``; paths relative to the CSV's folder.
 
     Class names: a ``classes.txt`` beside the CSV (index order) if there is one, else the
     sorted distinct labels."""
     from greenrunner.repositories.manifest import read_classes
 
+    limit = check_max_pixels(max_image_pixels)
     try:
         rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
     except OSError as exc:
@@ -96,5 +107,6 @@ def csv_dataset(path: Path) -> FileDataset:
             "add them there or fix the CSV"
         )
     for p in paths:
-        check_image(p)
-    return FileDataset(path.stem, tuple(paths), classes, np.asarray([index[r] for r in raw]))
+        check_image(p, limit)
+    labels = np.asarray([index[r] for r in raw])
+    return FileDataset(path.stem, tuple(paths), classes, labels, limit)

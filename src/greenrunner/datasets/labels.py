@@ -53,12 +53,22 @@ class LabelMap:
     def is_correct(self, predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return np.asarray(self._hit[labels, predictions])
 
+    def digest(self) -> str:
+        """Identifies the whole rule (classes, what counts as right, restriction): stored
+        correctness, unlike cached predictions, depends on all of it."""
+        h = hashlib.sha256(json.dumps(self.model_classes).encode())
+        h.update(json.dumps([sorted(a) for a in self.allowed]).encode())
+        h.update(b"restrict" if self.restrict else b"full")
+        return h.hexdigest()[:16]
+
     def view(self) -> str:
-        """Names the prediction rule for the cache: restricting can change the argmax."""
+        """Names the prediction rule for the cache: restricting can change the argmax, to
+        a degree set by which classes remain. Without it the map only decides which
+        predictions count as right, which is recomputed on every run."""
         if not self.restrict:
             return "full"
         digest = hashlib.sha256(np.packbits(self._mask).tobytes()).hexdigest()[:16]
-        return f"restricted:{digest}"
+        return f"restricted:{len(self._mask)}:{digest}"
 
 
 def _match(entry: str, index: Mapping[str, int]) -> int | None:

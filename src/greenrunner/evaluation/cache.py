@@ -1,11 +1,26 @@
 """A persistent cache of predictions and measurements, so no inference is paid for twice.
 
-Predictions are keyed by (model fingerprint, dataset fingerprint, view, sample id): the
-model fingerprint hashes the weights file (or builder + weights id), the dataset's hashes
-its content, and the view names the logit restriction in force (restricting logits to
-mapped classes can change the argmax). A second run on the same models and data answers
-every call from here. SQLite gives atomic, incremental writes: a run killed mid-way keeps
-what it had computed, and concurrent runs do not corrupt the file.
+What is stored is the predicted model class per sample (the argmax), not whether it was
+right: correctness is recomputed on every run from the current labels and label map. A
+prediction is filed under (model key, dataset fingerprint, view, sample id), and each part
+covers what can change that argmax:
+
+- the model key (:func:`greenrunner.adapters.base.cache_key`) hashes every field of the
+  model's spec that can change its scores, derived from the dataclass itself: the whole
+  preprocessing (size, resize, crop, channels, mean, std, layout, interpolation), the
+  class list (a prediction is an index into it), format, builder and its arguments,
+  weights id; the content of the model file and of its external-data files; the versions
+  of the back-end, torchvision, Pillow and numpy; and GreenRunner's own
+  ``CODE_VERSION`` for decoding, preprocessing and adapters. Measurements (size, MACs per
+  sample, which depend on the input size) are filed under the same key;
+- the dataset fingerprint hashes the files' (or arrays') content, labels and class names;
+- the view names the logit restriction (``--restrict-logits`` with the label map's set of
+  allowed classes), which can change the argmax; an unrestricted label map cannot, so
+  editing it reuses the predictions and scores them anew.
+
+Keys made before this scheme (the weights alone) never equal a new one, so old entries
+simply miss and are recomputed. SQLite gives atomic, incremental writes: a run killed
+mid-way keeps what it had computed, and concurrent runs do not corrupt the file.
 """
 
 from __future__ import annotations

@@ -2,12 +2,17 @@
 
 :func:`prepare_models` does everything that can fail on the user's input before any
 compute is spent (class names, label mapping), then loads and measures each model (size,
-parameters, MACs per sample; measurements are cached by model fingerprint). A model that
+parameters, MACs per sample; measurements are cached by model key). A model that
 cannot be loaded or run is reported as unavailable with its reason and left out; the rest
 go on. :class:`InferenceEvaluator` then answers the engine's calls: one pull of a model on
-k samples is one batched forward pass (in chunks of ``batch_size``), each sample is decoded
-once and prepared once per preprocessing setting, and predictions are cached on disk, so a
-second run on the same models and data costs no inference at all.
+k samples is one batched forward pass (in chunks of ``batch_size``). The batch is built one
+sample at a time: each image is decoded (a very large one at a reduced scale), prepared to
+the model's input and released before the next is decoded, so memory holds at most one
+full-size image besides the model-size batch. Samples are decoded once per input size and
+prepared once per preprocessing setting (memoised within a byte budget), and predictions
+are cached on disk under a key that covers everything that decides them (see
+:mod:`greenrunner.evaluation.cache`), so a second run on the same models, settings and
+data costs no inference at all.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ ProgressFn = Callable[[str, int, int, str], None]
 
 # Decoded and prepared samples are memoised up to this many bytes each (LRU beyond it).
 MEMO_BYTES = 1 << 30
+# A decoded image larger than this is not memoised: it is decoded again if needed, rather
+# than a few of them filling the memo (about 10 MP in RGB).
+MEMO_IMAGE_BYTES = 32 << 20
 
 
 class _ByteLRU:
@@ -66,7 +74,7 @@ class _ByteLRU:
 class _Model:
     spec: ModelSpec
     label_map: LabelMap
-    fingerprint: str
+    key: str  # spec.cache_key(): what the cache files its predictions and measurements under
 
 
 @dataclass
@@ -82,7 +90,7 @@ class InferenceEvaluator:
     served_from_cache: int = 0
     computed: int = 0
     _adapters: OrderedDict[str, Adapter] = field(default_factory=OrderedDict)
-    _decoded: _ByteLRU = field(default_factory=lambda: _ByteLRU(MEMO_BYTES))
+    _decoded_memo: _ByteLRU = field(default_factory=lambda: _ByteLRU(MEMO_BYTES))
     _prepared: _ByteLRU = field(default_factory=lambda: _ByteLRU(MEMO_BYTES))
     _data_fp: str = ""
 
@@ -142,29 +150,39 @@ class InferenceEvaluator:
             self._adapters.popitem(last=False)
         return adapter
 
-    def _images(self, ids: Sequence[int]) -> list[np.ndarray]:
-        missing = [i for i in ids if self._decoded.get(i) is None]
-        if missing:
-            for i, img in zip(missing, self.dataset.load(np.asarray(missing)), strict=True):
-                self._decoded.put(i, img)
-        out = []
-        for i in ids:
-            cached = self._decoded.get(i)
-            # Evicted by a later put in this very call (a huge batch): decode it again.
-            out.append(self.dataset.load(np.asarray([i]))[0] if cached is None else cached)
-        return out
+    def _decoded(self, i: int, fit: tuple[int, int]) -> np.ndarray:
+        """Sample i decoded to cover ``fit``: memoised unless large (a very large image is
+        decoded at a reduced scale that depends on ``fit``, hence the key)."""
+        image = self._decoded_memo.get((i, fit))
+        if image is None:
+            image = self.dataset.load(np.asarray([i]), fit=fit)[0]
+            if image.nbytes <= MEMO_IMAGE_BYTES:
+                self._decoded_memo.put((i, fit), image)
+        return image
+
+    def _sample(self, spec: Preprocessing, setting: str, i: int) -> np.ndarray:
+        """Sample i prepared for ``spec``; the decoded image lives only in this call (or in
+        the memo, if small), so it is released before the next sample is decoded."""
+        x = self._prepared.get((setting, i))
+        if x is None:
+            x = prepare([self._decoded(i, spec.fit)], spec)[0]
+            self._prepared.put((setting, i), x)
+        return x
+
+    def identity(self, name: str) -> str:
+        """What decides model ``name``'s correctness on this data: its cache key (weights,
+        preprocessing, classes, library versions) and its label map. The store compares
+        these on resume, so observations made under other settings are never mixed in."""
+        model = self.models[name]
+        return f"{model.key}|{model.label_map.digest()}"
 
     def batch(self, spec: Preprocessing, ids: Sequence[int]) -> np.ndarray:
-        """The prepared input batch for the samples, each prepared once per setting."""
-        fp = spec.fingerprint()
-        todo = [i for i in ids if self._prepared.get((fp, i)) is None]
-        if todo:
-            for i, x in zip(todo, prepare(self._images(todo), spec), strict=True):
-                self._prepared.put((fp, i), x)
-        rows = [self._prepared.get((fp, i)) for i in ids]
-        if any(r is None for r in rows):  # evicted under memory pressure: prepare directly
-            return prepare(self._images(list(ids)), spec)
-        return np.stack([r for r in rows if r is not None])
+        """The prepared input batch for the samples, built one sample at a time."""
+        setting = spec.fingerprint()
+        out = np.empty((len(ids), *spec.sample_shape), np.float32)
+        for row, i in enumerate(ids):
+            out[row] = self._sample(spec, setting, i)
+        return out
 
     def predict(self, name: str, ids: Sequence[int]) -> np.ndarray:
         """Predicted model-class index per sample (with the label map's restriction)."""
@@ -193,15 +211,13 @@ class InferenceEvaluator:
         ids = [int(i) for i in sample_ids]
         view = model.label_map.view()
         found = (
-            self.cache.get(model.fingerprint, self._data_fp, view, np.asarray(ids))
-            if self.cache
-            else {}
+            self.cache.get(model.key, self._data_fp, view, np.asarray(ids)) if self.cache else {}
         )
         missing = [i for i in ids if i not in found]
         if missing:
             preds = self.predict(name, missing)
             if self.cache:
-                self.cache.put(model.fingerprint, self._data_fp, view, np.asarray(missing), preds)
+                self.cache.put(model.key, self._data_fp, view, np.asarray(missing), preds)
             found.update(zip(missing, (int(p) for p in preds), strict=True))
         self.served_from_cache += len(ids) - len(missing)
         self.computed += len(missing)
@@ -215,10 +231,11 @@ def measure(
     spec: ModelSpec,
     load: Callable[[], Adapter],
     cache: PredictionCache | None,
-    fingerprint: str | None = None,
+    key: str | None = None,
 ) -> Measurements:
-    """The model's size, parameters and MACs per sample, from the cache when known."""
-    fp = fingerprint or spec.fingerprint()
+    """The model's size, parameters and MACs per sample, from the cache when known (under
+    the model's cache key: the MACs depend on the input size, not only the weights)."""
+    fp = key or spec.cache_key()
     measured = cache.measurements(fp) if cache else None
     if measured is None:
         measured = load().measure()
@@ -312,7 +329,7 @@ def prepare_models(
     label_maps = _check_classes(specs, dataset, mapping, restrict)
     evaluator = InferenceEvaluator(
         dataset,
-        {s.name: _Model(s, label_maps[s.name], s.fingerprint()) for s in specs},
+        {s.name: _Model(s, label_maps[s.name], s.cache_key()) for s in specs},
         cache=cache,
         batch_size=batch_size,
         progress=progress,
@@ -330,7 +347,7 @@ def prepare_models(
             return adapter
 
         try:
-            measured = measure(spec, load, cache, evaluator.models[spec.name].fingerprint)
+            measured = measure(spec, load, cache, evaluator.models[spec.name].key)
         except EvaluationError as exc:
             log.warning("%s", exc)
             unavailable[spec.name] = str(exc)
