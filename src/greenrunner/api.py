@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,10 +29,10 @@ if TYPE_CHECKING:
 def select(
     candidates: Sequence[Candidate],
     evaluator: Evaluator,
-    weights: Weights,
+    weights: Weights | Mapping[str, float] | str,
     *,
     strategy: str = "default",
-    budget: Budget | None = None,
+    budget: Budget | float | str | None = None,
     seed: int = 0,
     progress: ProgressCallback | None = None,
     energy: EnergySettings | None = None,
@@ -41,8 +42,13 @@ def select(
 ) -> SelectionResult:
     """Select the best candidate for ``weights`` on the evaluator's target samples.
 
-    ``budget`` defaults to 10% of brute force's calls. ``params`` go to the strategy
-    (for example ``epsilon=0.2`` for ``epsilon_greedy``).
+    ``weights``: :class:`Weights`, a mapping (``{"accuracy": 0.63, "size": 0.25}``) or the
+    CLI's text (``"accuracy=0.63,size=0.25"``). ``budget``: a :class:`Budget`, a number
+    (``Budget(value)``: a fraction of brute force's calls in (0, 1], or a number of calls)
+    or the CLI's text (``"20%"``); default 10% of brute force's calls. ``params`` go to the
+    strategy (for example ``epsilon=0.2`` for ``epsilon_greedy``). Anything else, and an
+    evaluator that returns anything but one bool (or 0/1) per sample, is a ConfigError or
+    EvaluationError naming the bad value, never a cast.
 
     ``energy`` says whether and where to measure the run's energy (default: measure real
     inference when CodeCarbon is installed); ``energy_tracker`` replaces CodeCarbon's
@@ -52,8 +58,12 @@ def select(
     :mod:`greenrunner.evaluation.executors`); the result is the same on any executor. The
     caller closes it.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    _check_inputs(candidates, evaluator, strategy, progress, energy, executor)
+    weights = Weights.coerce(weights)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer; got {seed!r}")
+    seed = int(seed)
+    budget = None if budget is None else Budget.coerce(budget)
     chosen = create(strategy, **params)
     if isinstance(chosen, BruteForce):
         budget = Budget(1.0, budget.unit if budget else "calls")
@@ -111,6 +121,49 @@ def select(
     return replace(result, energy=report, energy_note=meter.note)
 
 
+def _check_inputs(
+    candidates: object,
+    evaluator: object,
+    strategy: object,
+    progress: object,
+    energy: object,
+    executor: object,
+) -> None:
+    """Refuse arguments of the wrong kind with what was expected, before any work: a raw
+    AttributeError deep in the engine says neither."""
+    if isinstance(candidates, str | bytes) or not isinstance(candidates, Sequence):
+        raise ConfigError(
+            "candidates must be a list of Candidate (e.g. load_replay(...).candidates); "
+            f"got {type(candidates).__name__}"
+        )
+    if not candidates:
+        raise ConfigError("candidates is empty; give at least one Candidate")
+    for i, c in enumerate(candidates):
+        if not isinstance(c, Candidate):
+            raise ConfigError(f"candidates[{i}] must be a Candidate; got {c!r}")
+    if not isinstance(evaluator, Evaluator):
+        raise ConfigError(
+            "evaluator must have an n_samples property and an evaluate(candidate, sample_ids) "
+            f"method returning one bool per sample (e.g. ReplayEvaluator); got {evaluator!r}"
+        )
+    if not isinstance(strategy, str):
+        raise ConfigError(f"strategy must be a strategy name such as 'thompson'; got {strategy!r}")
+    if progress is not None and not callable(progress):
+        raise ConfigError(f"progress must be a function of the history, or None; got {progress!r}")
+    if energy is not None and not isinstance(energy, EnergySettings):
+        raise ConfigError(
+            "energy must be EnergySettings (e.g. EnergySettings(mode='off')) or None; "
+            f"got {energy!r}"
+        )
+    from greenrunner.evaluation.executors import Executor
+
+    if executor is not None and not isinstance(executor, Executor):
+        raise ConfigError(
+            "executor must have run(evaluator, pulls) and close() (e.g. "
+            f"create_executor('ray')), or be None; got {executor!r}"
+        )
+
+
 def open_real(
     models: str | Path,
     data: str | Path,
@@ -121,15 +174,18 @@ def open_real(
     use_cache: bool = True,
     batch_size: int = 64,
     progress: ProgressFn | None = None,
+    max_image_pixels: int | None = None,
 ) -> tuple[ModelRepository, TargetDataset, PreparedModels]:
     """Open a model repository and a target dataset, check them, load and measure the models.
 
     ``label_map`` is a mapping file (target class -> model classes) for one-to-many cases;
     ``restrict`` limits each model's scores to the mapped classes before the argmax;
-    ``trust`` allows pickle-based model files. Everything the user can get wrong is checked
-    before any inference is spent.
+    ``trust`` allows pickle-based model files; ``max_image_pixels`` bounds each image
+    (None: the default, 64 MP). Everything the user can get wrong is checked before any
+    inference is spent.
     """
     from greenrunner.datasets import open_dataset
+    from greenrunner.datasets._images import DEFAULT_MAX_IMAGE_PIXELS
     from greenrunner.datasets.labels import load_mapping_file, resolve_label_map
     from greenrunner.evaluation.cache import PredictionCache
     from greenrunner.evaluation.inference import prepare_models
@@ -138,7 +194,8 @@ def open_real(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a positive integer; got {batch_size!r}")
     repo = open_models(models)
-    dataset = open_dataset(data)
+    limit = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
+    dataset = open_dataset(data, max_image_pixels=limit)
     mapping = load_mapping_file(resolve_label_map(label_map)) if label_map is not None else None
     specs = [replace(s, trust=True) for s in repo.specs] if trust else list(repo.specs)
     prepared = prepare_models(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 from greenrunner.errors import ConfigError
 
@@ -32,6 +35,8 @@ class Budget:
             if self.unit == "calls"
             else "budget must be in (0, 1] as a fraction of brute force, or a MAC count above 1"
         )
+        if isinstance(v, str):
+            raise ConfigError(f"{rule}; got the text {v!r} (Budget.parse reads text)")
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
             raise ConfigError(f"{rule}; got {v!r}")
         if self.unit == "calls" and v > 1 and v != int(v):
@@ -53,6 +58,22 @@ class Budget:
         if unit not in UNITS:
             raise ConfigError(f"budget unit must be one of {', '.join(UNITS)}; got {unit!r}")
         return cls(value, unit)  # checked above
+
+    @classmethod
+    def coerce(cls, value: Budget | float | str) -> Budget:
+        """What the Python API accepts as a budget: a Budget; a number, as ``Budget(value)``
+        (calls); or text, as :meth:`parse` reads it (``"0.2"``, ``"20%"``, ``"5000"``).
+        Anything else is a ConfigError saying these three forms."""
+        if isinstance(value, Budget):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return cls(float(value) if isinstance(value, float | np.floating) else int(value))
+        raise ConfigError(
+            "budget must be a Budget (e.g. Budget(0.1, 'macs')), a number (0.1: a tenth of "
+            f"brute force's calls; 5000: calls) or text such as '20%'; got {value!r}"
+        )
 
     @property
     def is_fraction(self) -> bool:

@@ -17,13 +17,14 @@ from rich.markup import escape
 
 from greenrunner import __version__
 from greenrunner.budget import UNITS
+from greenrunner.datasets._images import DEFAULT_MAX_IMAGE_PIXELS
 from greenrunner.errors import GreenRunnerError
 from greenrunner.reasoning.providers import PROVIDERS
 
 if TYPE_CHECKING:
     pass
 
-from greenrunner.commands._common import StagingCancelledError
+from greenrunner.commands._common import StagingCancelledError, check_outputs
 from greenrunner.commands.advice import cmd_advise
 from greenrunner.commands.selection import (
     DEMO_USE_CASE,
@@ -44,6 +45,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:
         self.exit(EXIT_USER_ERROR, f"error: {message}\n(see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (underscores and commas allowed: 100_000_000)."""
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number; got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument(
                 "--batch-size", type=int, default=64, help="samples per forward pass (64)"
+            )
+            p.add_argument(
+                "--max-image-pixels",
+                type=_positive_int,
+                default=DEFAULT_MAX_IMAGE_PIXELS,
+                metavar="N",
+                help="refuse images of more than N pixels (width x height), checked from "
+                f"each file's header before any inference (default: {DEFAULT_MAX_IMAGE_PIXELS:,}"
+                ", 8000 x 8000)",
             )
             real_models(p)
         p.add_argument(
@@ -310,15 +331,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("--workers", type=int, default=1, help="experiments run at once (1)")
     srv.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a run stays this server's for S seconds without a heartbeat (renewed every "
+        "S/5); then any server on the database shows it interrupted (30)",
+    )
+    srv.add_argument(
         "--max-upload-mb", type=float, default=200.0, help="largest upload in MB (200)"
     )
     srv.add_argument(
         "--allow-builder",
         action="append",
         default=[],
-        metavar="MODULE:",
-        help="also allow uploaded manifests to name builders starting with this "
-        "(e.g. mypackage.models:); repeatable",
+        metavar="MODULE:NAME",
+        help="also allow uploaded manifests to name this builder: mypackage.models:build "
+        "(that one function or nn.Module class), or mypackage.models:* (every function and "
+        "nn.Module class that module or its submodules define: all of them can then be "
+        "called by uploads with any arguments). Built in: torchvision's classification "
+        "builders and the demo zoo's. Repeatable",
     )
     srv.add_argument("--provider", default="offline", choices=PROVIDERS, help="weight advisor")
     srv.add_argument("--base-url", metavar="URL", help="endpoint for --provider openai")
@@ -340,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     console = Console()
     try:
+        check_outputs(vars(args))  # an unwritable --json/--report fails before any work
         args.run(args, console)
     except StagingCancelledError as exc:
         Console(stderr=True).print(str(exc), highlight=False)

@@ -7,6 +7,7 @@ The CLI, the study, the web app and distributed executors all run selections thr
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -15,7 +16,12 @@ from greenrunner.budget import Budget
 from greenrunner.candidates import Candidate, check_unique_names
 from greenrunner.errors import ConfigError
 from greenrunner.evaluation.base import EvaluationError, Evaluator
-from greenrunner.evaluation.executors import Executor, InProcessExecutor, Outcome
+from greenrunner.evaluation.executors import (
+    Executor,
+    InProcessExecutor,
+    Outcome,
+    checked_outcome,
+)
 from greenrunner.history import History, Status
 from greenrunner.reward import RewardModel
 from greenrunner.strategies._base import Strategy
@@ -108,6 +114,12 @@ def run_selection(
     """
     check_unique_names(candidates)
     n = evaluator.n_samples
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise ConfigError(
+            f"the evaluator's n_samples must be an integer (the number of target samples); "
+            f"got {n!r} from {type(evaluator).__name__}"
+        )
+    n = int(n)
     if n <= 0:
         raise ConfigError("the target data set has no samples; give at least one labelled sample")
     bf_calls, bf_macs = brute_force_cost(candidates, n)
@@ -176,12 +188,11 @@ def _loop(
 
 
 def _record(candidate: Candidate, history: History, arm: int, count: int, outcome: Outcome) -> None:
-    if not isinstance(outcome, EvaluationError) and np.shape(outcome) != (count,):
-        outcome = EvaluationError(
-            f"evaluator returned shape {np.shape(outcome)} for {count} samples"
-        )
+    # Validated here too, whatever executor ran the pull: a probability or NaN cast to
+    # bool would count as correct.
+    outcome = checked_outcome(outcome, count, candidate.name)
     if isinstance(outcome, EvaluationError):
         log.warning("candidate %s failed: %s", candidate.name, outcome)
         history.set_status(arm, Status.FAILED, str(outcome))
         return
-    history.record(arm, np.asarray(outcome).astype(bool))
+    history.record(arm, outcome)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ from greenrunner.budget import Budget
 from greenrunner.candidates import Candidate
 from greenrunner.energy import EnergyReport
 from greenrunner.engine import brute_force_cost, mac_charge
+from greenrunner.errors import DataError
 from greenrunner.history import History
 from greenrunner.stats import hypergeom_interval
 from greenrunner.strategies._base import Strategy
@@ -78,14 +79,29 @@ class SelectionResult:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SelectionResult:
-        """The result back from ``to_dict()`` (stored experiments, the web report)."""
-        out = dict(data)
-        out["top"] = [ModelReport(**m) for m in data["top"]]
-        out["models"] = [ModelReport(**m) for m in data["models"]]
-        energy = data.get("energy")
-        out["energy"] = None if energy is None else EnergyReport.from_dict(energy)
-        return cls(**out)
+    def from_dict(cls, data: Mapping[str, Any]) -> SelectionResult:
+        """The result back from ``to_dict()`` (stored experiments, resume, the web report).
+
+        The one reader of stored results: nested records (models, energy) come back as
+        their classes, so ``from_dict(r.to_dict()) == r``. A dictionary of another shape
+        (written by another version) raises :class:`DataError` saying what does not fit.
+        """
+        if not isinstance(data, Mapping):
+            raise DataError(f"a stored result must be a JSON object; got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise DataError(
+                f"the stored result has fields this version does not know: {', '.join(unknown)}"
+            )
+        try:
+            out = dict(data)
+            out["top"] = [ModelReport(**m) for m in data["top"]]
+            out["models"] = [ModelReport(**m) for m in data["models"]]
+            energy = data.get("energy")
+            out["energy"] = None if energy is None else EnergyReport.from_dict(energy)
+            return cls(**out)
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise DataError(f"the stored result does not fit this version ({exc})") from None
 
     def with_unavailable(self, unavailable: dict[str, str]) -> SelectionResult:
         """The result with models that could not be loaded or run listed as failed."""

@@ -68,6 +68,16 @@ class Weights:
     values: Mapping[str, float]
 
     def __post_init__(self) -> None:
+        if isinstance(self.values, str):
+            raise ConfigError(
+                f"Weights takes a mapping such as {{'accuracy': 0.63, 'size': 0.25}}; got the "
+                f"text {self.values!r}: read text with Weights.parse({self.values!r})"
+            )
+        if not isinstance(self.values, Mapping):
+            raise ConfigError(
+                "Weights takes a mapping of metric name to weight, e.g. "
+                f"{{'accuracy': 0.63, 'size': 0.25}}; got {self.values!r}"
+            )
         clean: dict[str, float] = {}
         for name, value in self.values.items():
             if name not in METRICS:
@@ -101,6 +111,22 @@ class Weights:
     def parse(cls, text: str) -> Weights:
         """Parse ``accuracy=0.63,size=0.25,complexity=0.21``."""
         return cls(parse_pairs(text))
+
+    @classmethod
+    def coerce(cls, value: Weights | Mapping[str, float] | str) -> Weights:
+        """What the Python API accepts as weights: Weights; a mapping, as ``Weights(value)``;
+        or text, as :meth:`parse` reads it (``"accuracy=0.63,size=0.25"``). Anything else
+        is a ConfigError saying these three forms."""
+        if isinstance(value, Weights):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        if isinstance(value, Mapping):
+            return cls(dict(value))
+        raise ConfigError(
+            "weights must be Weights, a mapping such as {'accuracy': 0.63, 'size': 0.25} or "
+            f"text such as 'accuracy=0.63,size=0.25'; got {value!r}"
+        )
 
     @property
     def accuracy(self) -> float:

@@ -14,6 +14,7 @@ between models, not what any real model scores.
 from __future__ import annotations
 
 import csv
+import numbers
 from importlib import resources
 from pathlib import Path
 
@@ -36,9 +37,12 @@ def simulate_correctness(
     idiosyncrasy: float = 1.0,
 ) -> np.ndarray:
     """An N x K boolean matrix whose column k has exactly round(accuracies[k] * N) Trues."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+        raise ConfigError(f"n_samples must be a positive integer; got {n_samples!r}")
     acc = np.asarray(accuracies, dtype=float)
-    if acc.ndim != 1 or np.any((acc < 0) | (acc > 1)) or n_samples < 1:
-        raise ConfigError("accuracies must be a vector in [0, 1] and n_samples positive")
+    if acc.ndim != 1 or np.any((acc < 0) | (acc > 1)):
+        raise ConfigError(f"accuracies must be a vector of values in [0, 1]; got {acc.tolist()!r}")
+    n_samples = int(n_samples)
     difficulty = rng.normal(0.0, difficulty_spread, size=(n_samples, 1))
     logits = -difficulty + rng.normal(0.0, idiosyncrasy, size=(n_samples, acc.size))
     # Ability shifts each column so its mean probability matches the target accuracy.

@@ -11,6 +11,7 @@ the same order, so the resumed run ends where an uninterrupted one would.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -71,40 +72,95 @@ class Experiment:
         return self.status == DONE
 
 
+def read_only_message(path: Path) -> str:
+    """Why a read-only store cannot be used, and what to do."""
+    if path.exists() and not os.access(path, os.W_OK):
+        return (
+            f"the store {path} is read-only; GreenRunner records every observation in it as "
+            f"it arrives, so it must be writable. Make it writable (chmod u+w {path}), or "
+            "copy it to a writable folder and pass the copy to --store"
+        )
+    folder = path.parent
+    return (
+        f"the store {path} is in a read-only folder ({folder}); SQLite writes its journal "
+        f"({path.name}-wal, {path.name}-shm) beside the store, so the folder must be "
+        "writable. Make it writable, or copy the store to a writable folder and pass the "
+        "copy to --store"
+    )
+
+
+def check_store_path(path: Path, *, create: bool) -> None:
+    """Refuse a store path SQLite could not use, with the reason, before opening it."""
+    if path.is_dir():
+        raise StoreError(
+            f"the store {path} is a folder, not a file; give --store a file path such as "
+            f"{path / 'store.db'}"
+        )
+    if path.exists():
+        if not path.is_file():
+            raise StoreError(f"the store {path} is not a regular file; give a file path")
+        if not os.access(path, os.R_OK):
+            raise StoreError(
+                f"the store {path} cannot be read (permission denied); make it readable "
+                f"(chmod u+rw {path}), or give --store another file"
+            )
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+            raise StoreError(read_only_message(path))
+        return
+    if not create:
+        raise StoreError(
+            f"no store at {path}; give the --store path the experiment was started with"
+        )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders below it are created
+    if not folder.is_dir():
+        raise StoreError(
+            f"cannot create the store {path}: {folder} is a file, not a folder; give --store "
+            "a path in a folder"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"cannot create the store {path}: the folder {folder} is read-only; give --store "
+            "a path in a writable folder"
+        )
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class ExperimentStore:
-    """Experiments and their observations in one SQLite file; safe to share across threads."""
+    """Experiments and their observations in one SQLite file; safe to share across threads.
 
-    def __init__(self, path: str | Path) -> None:
+    ``create``: make the file if it does not exist (``select --store``); without it a
+    missing file is an error (``resume``). ``timeout``: seconds to wait for another process
+    that holds the store locked before giving up with a message saying so.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, timeout: float = 30.0) -> None:
         self.path = Path(path)
+        self.timeout = timeout
         self._lock = threading.Lock()
+        check_store_path(self.path, create=create)
         self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error(exc, "open") from None
+        try:
             app_id = int(db.execute("PRAGMA application_id").fetchone()[0])
-            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"{self.path} is not a GreenRunner store ({exc}); give a new file name "
-                "for --store, or the path of a store an earlier run created"
-            ) from None
-        except OSError as exc:
-            raise StoreError(
-                f"cannot open the store {self.path}: {exc.strerror or exc}; give a writable path"
-            ) from None
-        if app_id != APPLICATION_ID and not (fresh or (app_id == 0 and tables == 0)):
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master")]
+        except sqlite3.Error as exc:
             db.close()
-            raise StoreError(
-                f"{self.path} is an SQLite file but not a GreenRunner store; give a new file "
-                "name for --store, or the path of a store an earlier run created"
-            )
+            raise self._error(exc, "open") from None
+        if app_id != APPLICATION_ID and not (fresh or (app_id == 0 and not tables)):
+            db.close()
+            raise StoreError(self._foreign(tables))
         try:
             db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk before evaluate() returns, so a crash (even of the
@@ -122,7 +178,7 @@ class ExperimentStore:
             )
         except sqlite3.Error as exc:
             db.close()
-            raise StoreError(f"cannot set up the store {self.path}: {exc}") from None
+            raise self._error(exc, "set up") from None
         if version > SCHEMA_VERSION:
             db.close()
             raise StoreError(
@@ -130,6 +186,44 @@ class ExperimentStore:
                 f"one reads {SCHEMA_VERSION}); upgrade greenrunner"
             )
         return db
+
+    def _foreign(self, tables: Sequence[str]) -> str:
+        """Why an SQLite file of another program is refused (it is left untouched)."""
+        shown = ", ".join(sorted(tables)[:6])
+        # The web app's database (`greenrunner serve --db`) is the likeliest mix-up.
+        hint = (
+            " it looks like the database of `greenrunner serve`, which --store cannot share;"
+            if {"experiments", "repositories"} <= set(tables)
+            else ""
+        )
+        return (
+            f"{self.path} is an SQLite file but not a GreenRunner store (it holds the tables "
+            f"{shown});{hint} GreenRunner leaves it alone. Give --store a new file name, or the "
+            "path of a store an earlier `select --store` or `run --store` created"
+        )
+
+    def _error(self, exc: OSError | sqlite3.Error, doing: str) -> StoreError:
+        """A clear message for what SQLite or the file system said about the store."""
+        path = self.path
+        text = str(exc).lower()
+        if isinstance(exc, sqlite3.Error) and ("locked" in text or "busy" in text):
+            return StoreError(
+                f"the store {path} is locked by another process (another greenrunner run, or "
+                f"a program holding a transaction open on it) and stayed locked for "
+                f"{self.timeout:g} s; wait for it to finish, or give --store another file"
+            )
+        if "readonly" in text or "read-only" in text:
+            return StoreError(read_only_message(path))
+        if "not a database" in text or "encrypted" in text:
+            return StoreError(
+                f"{path} is not a GreenRunner store: it is not an SQLite database ({exc}); "
+                "give a new file name for --store, or the path of a store an earlier run "
+                "created"
+            )
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return StoreError(
+            f"cannot {doing} the store {path}: {reason}; give --store a writable file path"
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -143,8 +237,12 @@ class ExperimentStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._db:  # one transaction: commits on success, rolls back on error
-            yield self._db
+        with self._lock:
+            try:
+                with self._db:  # one transaction: commits on success, rolls back on error
+                    yield self._db
+            except sqlite3.OperationalError as exc:  # locked, read-only, disk full
+                raise self._error(exc, "write to") from None
 
     def create(self, settings: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> int:
         """A new running experiment; returns its id."""
@@ -278,6 +376,7 @@ def source_changes(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[st
 # The options of `select` and `run` that decide what a resumed run evaluates and writes.
 SOURCE_OPTIONS = (
     "replay", "models", "data", "label_map", "restrict_logits", "trust", "no_cache", "batch_size",
+    "max_image_pixels",
 )  # fmt: skip
 SELECTION_OPTIONS = ("strategy", "budget", "budget_unit", "param", "seed", "json", "report")
 # Where and how it runs (executor, energy): kept when the command has them.
@@ -311,17 +410,3 @@ def settings_from_options(
     out["weights"] = dict(weights)
     out["staging"] = staging
     return out
-
-
-def result_from_dict(data: Mapping[str, Any]) -> Any:
-    """The stored result JSON as a SelectionResult for rendering; None if it does not fit
-    (stored by another version)."""
-    from greenrunner.result import ModelReport, SelectionResult
-
-    try:
-        fields = dict(data)
-        fields["top"] = [ModelReport(**m) for m in fields["top"]]
-        fields["models"] = [ModelReport(**m) for m in fields["models"]]
-        return SelectionResult(**fields)
-    except (TypeError, KeyError):
-        return None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+import os
+import stat
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,17 +38,101 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+# The options that name a file a command writes, checked before any work is spent.
+OUTPUT_OPTIONS = {"json": "--json", "report": "--report"}
+
+
+def check_outputs(options: Mapping[str, Any]) -> None:
+    """Refuse output paths that cannot be written, before the run spends anything.
+
+    A run that fails to write its result after minutes of inference has wasted them; the
+    same checks up front cost nothing. The write itself can still fail (a full disk), and
+    is atomic then too.
+    """
+    seen: dict[Path, str] = {}
+    for key, flag in OUTPUT_OPTIONS.items():
+        value = options.get(key)
+        if not value:
+            continue
+        target = check_output_path(str(value), flag)
+        if target in seen:
+            raise ConfigError(
+                f"{seen[target]} and {flag} both write {value}; give them different files"
+            )
+        seen[target] = flag
+
+
+def check_output_path(path: str, flag: str = "the output") -> Path:
+    """The absolute target of an output option, or a ConfigError saying why it cannot be
+    written: a folder, a read-only file, a parent that is a file or not writable."""
+    if not path.strip():
+        raise ConfigError(f"{flag} needs a file path; got an empty one")
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ConfigError(
+            f"cannot write {flag} {path}: it is a folder; give a file path inside it, "
+            f"e.g. {target / ('result.json' if flag == '--json' else 'report.md')}"
+        )
+    if target.exists():
+        if not target.is_file():
+            raise ConfigError(f"cannot write {flag} {path}: it is not a regular file")
+        if not os.access(target, os.W_OK):
+            raise ConfigError(
+                f"cannot write {flag} {path}: the file is read-only; make it writable "
+                f"(chmod u+w {path}) or give another path"
+            )
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # missing folders below it are created at the write
+    if not folder.is_dir():
+        raise ConfigError(
+            f"cannot write {flag} {path}: {folder} is a file, not a folder; give a path in a folder"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot write {flag} {path}: the folder {folder} is not writable; give a path "
+            "in a writable folder"
+        )
+    return target.resolve()
+
+
 def write_json(path: str, payload: Any) -> None:
     write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
 def write_text(path: str, text: str) -> None:
-    target = Path(path)
+    """Write ``text`` to ``path`` atomically: into a temporary file in the same folder,
+    flushed to disk, then renamed over the target. A crash or a full disk leaves the old
+    file (or none), never half of the new one."""
+    target = Path(path).expanduser()
+    if target.is_symlink():
+        target = target.resolve()  # replace the file the link points to, not the link
+    tmp: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        tmp = Path(name)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode(target))  # mkstemp makes it private (0600)
+        os.replace(tmp, target)
+        tmp = None
     except OSError as exc:
         raise GreenRunnerError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _file_mode(target: Path) -> int:
+    """The permissions the written file gets: the replaced file's, or the umask's."""
+    if target.exists():
+        return stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 class StagingCancelledError(GreenRunnerError):

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from greenrunner.store import Experiment, ExperimentStore
 
 
-from greenrunner.commands._common import finish, parse_params, write_json
+from greenrunner.commands._common import check_outputs, finish, parse_params, write_json
 from greenrunner.commands.advice import stage_weights, suggest
 
 DEMO_USE_CASE = (
@@ -35,11 +35,12 @@ def _select_on_source(
     args: argparse.Namespace,
     console: Console,
     stage: Callable[[Sequence[Candidate]], Weights],
+    executor: Executor,
     recorder: _Recorder | None = None,
 ) -> tuple[SelectionResult, str, str]:
     """Open the replay or the real models and data, settle the weights for these
-    candidates with ``stage``, and select, recording in the store if ``recorder`` is given.
-    Returns the result, its source and a note."""
+    candidates with ``stage``, and select on ``executor``, recording in the store if
+    ``recorder`` is given. Returns the result, its source and a note."""
     from greenrunner.api import select
     from greenrunner.render import progress_bar
     from greenrunner.store import real_fingerprint, replay_fingerprint
@@ -68,11 +69,14 @@ def _select_on_source(
             note = models.description
 
             def fingerprint() -> dict[str, Any]:
-                specs = {s.name: s.fingerprint() for s in models.specs}
+                # Unavailable models have no identity beyond their name: they were not run.
+                specs = {
+                    s.name: evaluator.identity(s.name) if s.name in evaluator.models else ""
+                    for s in models.specs
+                }
                 return real_fingerprint(dataset.fingerprint(), specs)
 
         weights = stage(candidates)
-        executor = _executor(args)
         if recorder is not None:
             executor = recorder.wrap(args, executor, weights, fingerprint())
         result = select(
@@ -90,7 +94,10 @@ def _select_on_source(
 
 
 def _executor(args: argparse.Namespace) -> Executor:
-    """Where evaluations run (select, run); other commands' namespaces lack the options."""
+    """Where evaluations run (select, run); other commands' namespaces lack the options.
+
+    Made before the source is opened, so a Ray cluster that cannot be reached fails the
+    command in seconds, before models are loaded or the user is asked about weights."""
     import atexit
 
     from greenrunner.evaluation.executors import RayOptions, create_executor
@@ -133,6 +140,8 @@ def _open_real(args: argparse.Namespace, progress: Any) -> Any:
         use_cache=not args.no_cache,
         batch_size=args.batch_size,
         progress=progress,
+        # Absent from experiments stored before the option existed: the default then.
+        max_image_pixels=getattr(args, "max_image_pixels", None),
     )
 
 
@@ -220,7 +229,8 @@ def _recorder(
 def cmd_select(args: argparse.Namespace, console: Console) -> None:
     weights = Weights.parse(args.weights)
     recorder = _recorder(args, console)
-    result, source, note = _select_on_source(args, console, lambda _: weights, recorder)
+    executor = _executor(args)
+    result, source, note = _select_on_source(args, console, lambda _: weights, executor, recorder)
     finish(args, console, result, source, note)
     if recorder is not None:
         recorder.finish(result)
@@ -229,13 +239,11 @@ def cmd_select(args: argparse.Namespace, console: Console) -> None:
 def cmd_resume(args: argparse.Namespace, console: Console) -> None:
     from dataclasses import replace
 
-    from greenrunner.store import ExperimentStore, result_from_dict
+    from greenrunner.errors import DataError
+    from greenrunner.result import SelectionResult
+    from greenrunner.store import ExperimentStore
 
-    if not Path(args.store).is_file():
-        raise ConfigError(
-            f"no store at {args.store}; give the --store path the experiment was started with"
-        )
-    store = ExperimentStore(args.store)
+    store = ExperimentStore(args.store, create=False)
     experiment = store.get(args.id)
     settings = dict(experiment.settings)
     for key in ("json", "report"):
@@ -244,7 +252,10 @@ def cmd_resume(args: argparse.Namespace, console: Console) -> None:
     if experiment.done:
         assert experiment.result is not None
         console.print(f"Experiment {experiment.id} is already done; its stored result:")
-        stored = result_from_dict(experiment.result)
+        try:
+            stored = SelectionResult.from_dict(experiment.result)
+        except DataError:
+            stored = None  # stored by another version: shown as JSON below
         if stored is not None:
             finish(args, console, stored, f"experiment {experiment.id} in {args.store}", "")
             return
@@ -252,10 +263,16 @@ def cmd_resume(args: argparse.Namespace, console: Console) -> None:
         if args.json:
             write_json(args.json, experiment.result)
         return
+    # A resumed run writes where the original asked, unless told otherwise: check those
+    # paths before any work too (the command's own options are checked in cli.main).
+    check_outputs(settings)
     weights = Weights(settings["weights"])
     recorder = _Recorder(store, console, experiment)
+    executor = _executor(run_args)  # its errors are about the cluster, not the source
     try:
-        result, source, note = _select_on_source(run_args, console, lambda _: weights, recorder)
+        result, source, note = _select_on_source(
+            run_args, console, lambda _: weights, executor, recorder
+        )
     except GreenRunnerError as exc:
         if recorder.source_opened:
             raise
@@ -274,6 +291,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
 
     from greenrunner.reasoning.staging import fit_to_candidates
 
+    # A store path that cannot be used, or a cluster that cannot be reached, fails before
+    # the advisor and the staging prompt (the store itself is created once they settle).
+    if getattr(args, "store", None):
+        from greenrunner.store import check_store_path
+
+        check_store_path(Path(args.store), create=True)
+    executor = _executor(args)
     suggestion = suggest(args, console)
     record = stage_weights(args, console, suggestion)
 
@@ -286,7 +310,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
         return weights
 
     recorder = _recorder(args, console, lambda: record.to_dict())
-    result, source, note = _select_on_source(args, console, stage, recorder)
+    result, source, note = _select_on_source(args, console, stage, executor, recorder)
     result = replace(result, staging=record.to_dict())
     finish(args, console, result, source, note)
     if recorder is not None:
@@ -296,9 +320,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
 def cmd_demo(args: argparse.Namespace, console: Console) -> None:
     from greenrunner.demo.build import ensure_demo
 
+    out = Path(args.out)
+    outputs = {"json": str(out / "demo-result.json"), "report": str(out / "demo-report.md")}
+    check_outputs(outputs)  # before the zoo is trained
     console.print("Demo: digit classifiers trained on clean digits, a shifted target set.")
     folder = ensure_demo(progress=True)
-    out = Path(args.out)
     # The demo is the `run` pipeline on the bundled zoo, with the offline advisor and no
     # prompt, so it runs unattended.
     demo_args = argparse.Namespace(
@@ -318,7 +344,6 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> None:
         timeout=60.0,
         samples=1,
         yes=True,
-        json=str(out / "demo-result.json"),
-        report=str(out / "demo-report.md"),
+        **outputs,
     )
     cmd_run(demo_args, console)

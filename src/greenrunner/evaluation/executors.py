@@ -23,7 +23,7 @@ import numpy as np
 
 from greenrunner.candidates import Candidate
 from greenrunner.errors import ConfigError
-from greenrunner.evaluation.base import EvaluationError, Evaluator
+from greenrunner.evaluation.base import EvaluationError, Evaluator, check_correctness
 
 Pull = tuple[Candidate, np.ndarray]
 Outcome = np.ndarray | EvaluationError
@@ -49,6 +49,18 @@ class StatsMerging(Protocol):
     """
 
     def merge_cache_stats(self, stats: Mapping[str, int], candidate: Candidate) -> None: ...
+
+
+def checked_outcome(outcome: object, count: int, model: str) -> Outcome:
+    """An executor's outcome for a pull of ``count`` samples, validated: the boolean array,
+    or the EvaluationError that fails the model (it raised, or returned something that is
+    not correctness; see :func:`greenrunner.evaluation.base.check_correctness`)."""
+    if isinstance(outcome, EvaluationError):
+        return outcome
+    try:
+        return check_correctness(outcome, count, model)
+    except EvaluationError as exc:
+        return exc
 
 
 def evaluate_pull(evaluator: Evaluator, candidate: Candidate, ids: np.ndarray) -> Outcome:
@@ -103,12 +115,8 @@ class RayOptions:
             or self.max_workers < 1
         ):
             raise ConfigError(f"max_workers must be a positive integer; got {self.max_workers!r}")
-        if self.address is not None and (
-            (self.address != "auto" and ":" not in self.address) or not self.address.strip()
-        ):
-            raise ConfigError(
-                f"the Ray address must be auto, ray://HOST:PORT or HOST:PORT; got {self.address!r}"
-            )
+        if self.address is not None and self.address != "auto":
+            split_address(self.address)  # refuses a malformed one
         for name, request in self.per_model.items():
             unknown = set(request) - {"num_cpus", "num_gpus"}
             if unknown:
@@ -121,6 +129,40 @@ class RayOptions:
         request = {"num_cpus": float(self.num_cpus), "num_gpus": float(self.num_gpus)}
         request.update({k: float(v) for k, v in self.per_model.get(model, {}).items()})
         return request
+
+
+RAY_CLIENT_PREFIX = "ray://"
+RAY_CLIENT_PORT = 10001  # Ray Client's default port on the head node
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """(host, port) of a Ray address ``HOST:PORT``, ``[IPv6]:PORT`` or ``ray://HOST[:PORT]``;
+    a ConfigError naming the address if it is none of these."""
+    rule = (
+        "the Ray address must be auto, ray://HOST:PORT or HOST:PORT (ray:// for Ray Client, "
+        f"default port {RAY_CLIENT_PORT}; HOST:PORT for the cluster's head, e.g. 10.0.0.5:6379)"
+    )
+    if not isinstance(address, str):
+        raise ConfigError(f"{rule}; got {address!r}")
+    client = address.startswith(RAY_CLIENT_PREFIX)
+    rest = address[len(RAY_CLIENT_PREFIX) :] if client else address
+    if rest.startswith("["):  # [IPv6]:PORT
+        host, _, tail = rest[1:].partition("]")
+        has_port, port_text = tail.startswith(":"), tail[1:]
+        if tail and not has_port:
+            raise ConfigError(f"{rule}; got {address!r}")
+    else:
+        host, has_sep, port_text = rest.rpartition(":")
+        has_port = bool(has_sep)
+        if not has_sep:
+            host = rest
+    if not has_port and client:
+        port_text = str(RAY_CLIENT_PORT)
+    if not host.strip() or (not has_port and not client) or "/" in host or " " in host:
+        raise ConfigError(f"{rule}; got {address!r}")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{rule}; the port must be a number in 1-65535; got {address!r}")
+    return host, int(port_text)
 
 
 def ray_available() -> bool:

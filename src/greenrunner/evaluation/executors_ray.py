@@ -17,6 +17,7 @@ which worker finished first.
 from __future__ import annotations
 
 import logging
+import socket
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -28,7 +29,14 @@ from ray.exceptions import RayActorError, RaySystemError
 from greenrunner.candidates import Candidate
 from greenrunner.errors import ConfigError
 from greenrunner.evaluation.base import CachingEvaluator, EvaluationError, Evaluator
-from greenrunner.evaluation.executors import Outcome, Pull, RayOptions, StatsMerging
+from greenrunner.evaluation.executors import (
+    RAY_CLIENT_PREFIX,
+    Outcome,
+    Pull,
+    RayOptions,
+    StatsMerging,
+    split_address,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +82,44 @@ _ModelActor = ray.remote(_ModelWorker)
 _shipped_task = ray.remote(_evaluate_shipped)
 
 
+# Seconds to wait for a TCP answer from the cluster: a live head answers in milliseconds.
+PROBE_TIMEOUT = 3.0
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def check_reachable(address: str, timeout: float = PROBE_TIMEOUT) -> None:
+    """Refuse an address where nothing listens, in seconds rather than minutes.
+
+    ``ray.init`` retries an unreachable cluster for minutes before it gives up; a plain
+    TCP connect to the port it would use answers at once (refused) or within ``timeout``
+    (a dropped packet, a wrong host).
+    """
+    host, port = split_address(address)
+    client = address.startswith(RAY_CLIENT_PREFIX)
+    # Ray connects to a GCS on this machine through the node's IP, not the loopback one;
+    # probe the address it will really use. Ray Client connects to the host as given.
+    target = host
+    if not client and host in _LOOPBACK:
+        target = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    try:
+        with socket.create_connection((target, port), timeout=timeout):
+            return
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+    shown = f"{target}:{port}" + (f", where Ray connects for {host}" if target != host else "")
+    start = (
+        "`ray start --head` on that machine (Ray Client listens on port 10001)"
+        if client
+        else f"`ray start --head --port={port}` on that machine"
+    )
+    raise ConfigError(
+        f"cannot reach the Ray cluster at {address}: cannot connect to {shown} ({reason}). "
+        f"Start the cluster with {start}, check the address and that the port is open, or "
+        "pass --address auto to join this machine's running cluster, or leave --address out "
+        "to start a local Ray instance"
+    )
+
+
 class RayExecutor:
     """Runs each round's pulls in parallel on Ray; see the module docstring."""
 
@@ -91,6 +137,8 @@ class RayExecutor:
     def _connect(self, address: str | None) -> None:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address is not None:
+            if address != "auto":  # auto: Ray finds this machine's cluster, or says it has none
+                check_reachable(address)
             kwargs = {"address": address, "log_to_driver": False}
         try:
             ray.init(**kwargs)

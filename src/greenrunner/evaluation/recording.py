@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from greenrunner.evaluation.base import EvaluationError, Evaluator
-from greenrunner.evaluation.executors import Executor, InProcessExecutor, Outcome, Pull
+from greenrunner.evaluation.executors import (
+    Executor,
+    InProcessExecutor,
+    Outcome,
+    Pull,
+    checked_outcome,
+)
 from greenrunner.store import ExperimentStore
 
 
@@ -56,7 +62,13 @@ class RecordingExecutor:
         step = 1 if isinstance(self.inner, InProcessExecutor) else max(len(missing), 1)
         for start in range(0, len(missing), step):
             chunk = missing[start : start + step]
-            outcomes = self.inner.run(evaluator, chunk)
+            # Validated before anything is stored: the store keeps only real correctness.
+            outcomes = [
+                checked_outcome(outcome, len(ids), candidate.name)
+                for (candidate, ids), outcome in zip(
+                    chunk, self.inner.run(evaluator, chunk), strict=True
+                )
+            ]
             self._record(chunk, outcomes)
             fresh.update(zip(todo[start : start + step], outcomes, strict=True))
         return [
@@ -68,25 +80,17 @@ class RecordingExecutor:
         """Store the successful outcomes of these pulls in one transaction. A failed pull
         stores nothing: the model fails again on resume, as in an uninterrupted run."""
         rows = [
-            (candidate.name, ids.tolist(), np.asarray(outcome, dtype=bool))
+            (candidate.name, ids.tolist(), outcome)
             for (candidate, ids), outcome in zip(pulls, outcomes, strict=True)
-            if _usable(outcome, len(ids))
+            if not isinstance(outcome, EvaluationError)
         ]
         self.store.record_many(self.experiment, rows)
         self.computed += sum(len(ids) for _, ids, _ in rows)
 
 
-def _usable(outcome: Outcome, count: int) -> bool:
-    return not isinstance(outcome, EvaluationError) and np.shape(outcome) == (count,)
-
-
 def _merge(ids: np.ndarray, found: dict[int, bool], outcome: Outcome | None) -> Outcome:
-    """The pull's answer: stored outcomes and fresh ones in the pull's sample order."""
+    """The pull's answer: stored outcomes and fresh (validated) ones in the pull's order."""
     if isinstance(outcome, EvaluationError):
         return outcome
-    if outcome is not None and not _usable(outcome, len(ids) - len(found)):
-        return EvaluationError(
-            f"evaluator returned shape {np.shape(outcome)} for {len(ids) - len(found)} samples"
-        )
-    fresh = iter(np.asarray(outcome, dtype=bool).tolist() if outcome is not None else [])
+    fresh = iter(outcome.tolist() if outcome is not None else [])
     return np.array([found[s] if s in found else next(fresh) for s in ids.tolist()], dtype=bool)

@@ -8,6 +8,7 @@ import numpy as np
 
 from greenrunner.candidates import Candidate
 from greenrunner.errors import ConfigError
+from greenrunner.evaluation.base import CORRECTNESS_RULE, correctness_problem
 
 
 class ReplayEvaluator:
@@ -19,6 +20,9 @@ class ReplayEvaluator:
                 f"replay matrix must be N x {len(names)} (one column per model); "
                 f"got shape {correct.shape}"
             )
+        problem = correctness_problem(np.asarray(correct))
+        if problem is not None:  # a cast would count a probability of 0.3 as correct
+            raise ConfigError(f"replay matrix must hold {CORRECTNESS_RULE}; got {problem}")
         self._correct = np.ascontiguousarray(correct, dtype=bool)
         self._correct.setflags(write=False)
         self._column = {name: j for j, name in enumerate(names)}

@@ -56,19 +56,29 @@ class Strategy(ABC):
         return None
 
 
+def unseen_pairs(history: History) -> int:
+    """(model, sample) pairs the active candidates can still be evaluated on: no round can
+    use more, whatever the budget."""
+    return int((history.n_samples - history.pulls[history.active]).sum())
+
+
 def auto_batch(history: History, rounds: int = 100) -> int:
-    """Pulls per round so a run takes about ``rounds`` rounds of the budget.
+    """Pulls per round so a run takes about ``rounds`` rounds of what it can spend.
 
     One decision per pull (batch 1) is the textbook form; grouping pulls into rounds of a
     few dozen changes the decisions little and makes a run tens of times faster. It is also
     what lets a parallel executor evaluate a whole round at once.
+
+    What it can spend is the smaller of the budget and what the pool can absorb: a budget
+    beyond brute force (``Budget(10**9)`` on 360 pairs) buys no more than brute force, and
+    sizing rounds from it would build arrays of millions of pulls the engine then trims.
     """
     active = history.active
     if not active.any():
         return 1
     mean_cost = float(np.mean(history.cost_per_call[active])) or 1.0
     budget_calls = history.remaining_budget / mean_cost
-    return max(1, math.ceil(budget_calls / rounds))
+    return max(1, math.ceil(min(budget_calls, unseen_pairs(history)) / rounds))
 
 
 def check_probability(name: str, value: float, *, open_low: bool = True) -> float:
@@ -91,11 +101,12 @@ def round_size(history: History, batch: int | None) -> tuple[int, float]:
     """Pulls per round and their spend in the budget's unit (calls, or MACs).
 
     ``batch`` counts pulls; by default a run takes about 100 rounds. In MACs a round's
-    spend is ``batch`` pulls of a model of average cost.
+    spend is ``batch`` pulls of a model of average cost. Either way a round holds at most
+    the pairs left to evaluate (a larger one could only be trimmed).
     """
     active = history.active
     mean_cost = float(np.mean(history.cost_per_call[active])) if active.any() else 1.0
-    pulls = batch or auto_batch(history)
+    pulls = max(1, min(batch or auto_batch(history), unseen_pairs(history)))
     return pulls, pulls * mean_cost
 
 
