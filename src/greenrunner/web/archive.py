@@ -6,8 +6,9 @@ again on the bytes actually written (an archive's own headers can lie):
 - sizes: at most ``max_files`` entries, ``max_entry_bytes`` per file and ``max_bytes`` in
   all; neither an entry nor the archive as a whole may expand more than ``max_ratio``-fold
   (zip bombs), above floors that let small repetitive files (a classes.txt) through;
-- names: relative, at most ``MAX_DEPTH`` parts deep and ``MAX_PATH_BYTES`` long, each part
-  at most ``NAME_MAX_BYTES`` as the file system stores it (UTF-8 bytes, not characters),
+- names (:mod:`greenrunner.web.zipnames`): relative, at most ``MAX_DEPTH`` parts deep and
+  ``MAX_PATH_BYTES`` long, each part at most ``NAME_MAX_BYTES`` as the file system stores
+  it (UTF-8 bytes, not characters),
   made only of letters, marks, digits, punctuation, symbols and spaces, without the
   characters Windows reserves; no ``..``, backslashes or drive letters;
 - no two entries that a case-insensitive or normalising file system (macOS, Windows) would
@@ -27,12 +28,9 @@ import errno
 import gzip
 import lzma
 import os
-import re
 import shutil
 import stat
 import struct
-import sys
-import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -42,26 +40,16 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from greenrunner.errors import DataError
+from greenrunner.web.zipnames import Names, check_name, fs_name_max, shown
 
 CHUNK = 1 << 20
-# Entries macOS's archiver adds beside the real files: resource forks and folder settings.
-_IGNORED = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$)")
 # The ratio limit only applies to entries big enough to matter: small files of repeated
 # bytes (a classes.txt, an all-black PNG) compress well without being bombs.
 RATIO_FLOOR = 1 << 20
 # The same for the archive as a whole: below this much in all, no ratio is a threat.
 TOTAL_RATIO_FLOOR = 16 << 20
-NAME_MAX_BYTES = 255  # one file or folder name (Linux, macOS and Windows all stop here)
-MAX_PATH_BYTES = 1024  # a whole entry path: far below PATH_MAX (4096) with the data folder
-MAX_DEPTH = 32
-SHOWN_CHARS = 80  # of an entry's name in a message
-# Windows refuses these in names (and ':' opens NTFS streams); refusing them everywhere
-# keeps what one server accepts valid on every other.
-_RESERVED = frozenset('<>:"|?*')
 _METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 _METHOD_NAMES = {9: "Deflate64", 93: "Zstandard", 95: "XZ", 97: "WavPack", 98: "PPMd"}
-# How to name a character without a Unicode name (control characters have none).
-_KINDS = {"Cc": "a control character", "Cs": "a surrogate", "Co": "a private-use character"}
 _ENCRYPTED = 0x1 | 0x40  # traditional and strong encryption flag bits
 # What zipfile and the decompressors under it raise on damaged data; reading an entry can
 # also raise OSError (bz2 reports bad data so).
@@ -172,7 +160,7 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> None:
         _check_entry_count(archive, limits.max_files, "the zip")
         zf = zipfile.ZipFile(archive)
     with zf:
-        entries, declared = _plan(zf, packed, limits, _name_max(dest))
+        entries, declared = _plan(zf, packed, limits, fs_name_max(dest))
         _check_room(dest, declared)
         _write(zf, entries, dest, packed, limits)
 
@@ -234,153 +222,9 @@ def _count_headers(fp: IO[bytes], stop: int) -> int:
     return count
 
 
-def _name_max(folder: Path) -> int:
-    """The longest name (in bytes) the file system under ``folder`` takes: 255 on most,
-    less on some (eCryptfs takes 143)."""
-    try:
-        return min(NAME_MAX_BYTES, os.pathconf(folder, "PC_NAME_MAX"))
-    except (OSError, ValueError, AttributeError):  # AttributeError: no pathconf (Windows)
-        return NAME_MAX_BYTES
-
-
-def _shown(name: str) -> str:
-    """An entry's name for a message: quoted, control characters escaped, long names cut."""
-    if len(name) > SHOWN_CHARS:  # the start and the end, which has the file's extension
-        name = name[: SHOWN_CHARS - 21] + "…" + name[-20:]
-    return repr(name)
-
-
-# --- names --------------------------------------------------------------------------------
-def _check_name(name: str, name_max: int = NAME_MAX_BYTES) -> PurePosixPath | None:
-    """The entry's relative path, None for entries to skip; DataError for unsafe names."""
-    if _IGNORED.search(name):
-        return None
-    quoted = _shown(name)
-    if "\\" in name:
-        raise DataError(
-            f"zip entry {quoted} has a backslash in its name; make the zip with a standard "
-            "tool (forward slashes between folders)"
-        )
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise DataError(f"zip entry {quoted} has an absolute path; entries must be relative")
-    path = PurePosixPath(name)
-    if ".." in path.parts:
-        raise DataError(f"zip entry {quoted} points outside the archive ('..')")
-    if not path.parts:
-        return None
-    if len(path.parts) > MAX_DEPTH:
-        raise DataError(
-            f"zip entry {quoted} is {len(path.parts)} levels deep, more than the limit of "
-            f"{MAX_DEPTH}; put the files in fewer nested folders"
-        )
-    for part in path.parts:
-        _check_part(part, quoted, name_max)
-    length = len(_encoded(path.as_posix(), quoted))
-    if length > MAX_PATH_BYTES:
-        raise DataError(
-            f"zip entry {quoted} has a path of {length:,} bytes, more than the limit of "
-            f"{MAX_PATH_BYTES:,}; use shorter folder and file names"
-        )
-    return path
-
-
-def _allowed(char: str) -> bool:
-    # Letters, marks (accents of decomposed letters), digits, punctuation, symbols, and the
-    # plain space; not control, format (bidirectional overrides, zero-width), surrogate,
-    # private-use or unassigned characters, other spaces or line breaks.
-    return char == " " or (unicodedata.category(char)[0] in "LMNPS" and char not in _RESERVED)
-
-
-def _check_part(part: str, quoted: str, name_max: int) -> None:
-    bad = next((c for c in part if not _allowed(c)), None)
-    if bad is not None:
-        label = unicodedata.name(bad, "") or _KINDS.get(unicodedata.category(bad), "unassigned")
-        raise DataError(
-            f"zip entry {quoted} has the character U+{ord(bad):04X} ({label}) in its name; "
-            "names may hold letters, digits, spaces and punctuation other than "
-            + " ".join(sorted(_RESERVED))
-        )
-    size = len(_encoded(part, quoted))
-    if size > name_max:
-        raise DataError(
-            f"zip entry {quoted} has a file or folder name of {size:,} bytes, more than the "
-            f"limit of {name_max} (letters outside ASCII take 2 to 4 bytes each); shorten it"
-        )
-
-
-def _encoded(text: str, quoted: str) -> bytes:
-    """``text`` as the file system stores it."""
-    try:
-        return os.fsencode(text)
-    except UnicodeEncodeError:
-        raise DataError(
-            f"zip entry {quoted} has characters this server's file system cannot store "
-            f"(it uses {sys.getfilesystemencoding()}); use ASCII names"
-        ) from None
-
-
-def _fold(part: str) -> str:
-    """A name as a case-insensitive, normalising file system compares it (macOS and Windows:
-    'A' is 'a', a decomposed 'é' is the composed one; Windows also drops trailing dots
-    and spaces)."""
-    folded = unicodedata.normalize("NFC", unicodedata.normalize("NFC", part).casefold())
-    return folded.rstrip(" .")
-
-
-@dataclass
-class _Node:
-    entry: str  # the entry that made this file or folder
-    part: str  # its name as that entry spells it
-    folder: bool
-    explicit: bool  # an entry of its own, not only a parent of one
-
-
-class _Names:
-    """Every file and folder the archive makes, keyed as :func:`_fold` compares names:
-    each is a file or a folder, never both, made by one entry and spelled one way."""
-
-    def __init__(self) -> None:
-        self._nodes: dict[tuple[str, ...], _Node] = {}
-
-    def add(self, entry: str, parts: tuple[str, ...], folder: bool) -> None:
-        keys = tuple(_fold(p) for p in parts)
-        for depth in range(1, len(keys)):
-            parent = _Node(entry, parts[depth - 1], folder=True, explicit=False)
-            above = self._nodes.setdefault(keys[:depth], parent)
-            if not above.folder:
-                why = f"{_shown(above.entry)} is a file, but {_shown(entry)} puts something in it"
-                raise _clash(above.entry, entry, why)
-            if above.part != parts[depth - 1]:
-                raise _clash(above.entry, entry, _ONE_NAME)
-        if (node := self._nodes.get(keys)) is None:
-            self._nodes[keys] = _Node(entry, parts[-1], folder, explicit=True)
-        elif folder != node.folder:
-            file, other = (node.entry, entry) if folder else (entry, node.entry)
-            why = f"{_shown(file)} is a file, but {_shown(other)} makes a folder of that name"
-            raise _clash(node.entry, entry, why)
-        elif node.part != parts[-1]:
-            raise _clash(node.entry, entry, _ONE_NAME)
-        elif folder and not node.explicit:
-            node.explicit = True  # "a/" listed after "a/b": the folder "a/b" made
-        else:
-            raise DataError(f"zip entry {_shown(entry)} appears twice; keep one")
-
-
-_ONE_NAME = (
-    "they differ only in upper and lower case, accents written two ways or trailing dots and "
-    "spaces, so macOS and Windows would store them as one"
-)
-
-
-def _clash(first: str, second: str, why: str) -> DataError:
-    return DataError(
-        f"zip entries {_shown(first)} and {_shown(second)} clash: {why}; rename one of them"
-    )
-
-
 # --- entries ------------------------------------------------------------------------------
 def _check_kind(info: zipfile.ZipInfo) -> None:
-    quoted = _shown(info.filename)
+    quoted = shown(info.filename)
     # Unix permissions and file type sit in the high 16 bits; many archivers leave the type
     # out (0), which means a plain file.
     kind = stat.S_IFMT(info.external_attr >> 16)
@@ -404,7 +248,7 @@ def _check_kind(info: zipfile.ZipInfo) -> None:
 
 
 def _check_entry_size(info: zipfile.ZipInfo, limits: Limits) -> None:
-    quoted = _shown(info.filename)
+    quoted = shown(info.filename)
     if info.file_size > limits.max_entry_bytes:
         raise UploadTooLarge(
             f"zip entry {quoted} unpacks to {mb(info.file_size)}, more than the limit of "
@@ -423,10 +267,10 @@ def _plan(
 ) -> tuple[list[tuple[zipfile.ZipInfo, PurePosixPath]], int]:
     """Every entry checked before a byte is written, and the bytes they declare in all."""
     entries = []
-    names = _Names()
+    names = Names()
     declared = 0
     for info in zf.infolist():
-        path = _check_name(info.filename, name_max)
+        path = check_name(info.filename, name_max)
         if path is None:
             continue
         _check_kind(info)
@@ -473,7 +317,7 @@ def _write(
         target = root.joinpath(*rel.parts)
         with _writing(info.filename):
             if not target.resolve().is_relative_to(root):  # belt and braces after the names
-                raise DataError(f"zip entry {_shown(info.filename)} points outside the archive")
+                raise DataError(f"zip entry {shown(info.filename)} points outside the archive")
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
@@ -487,7 +331,7 @@ def _write(
                     # zipfile also checks sizes and CRCs, but only once an entry is fully read.
                     if written > min(info.file_size, limits.max_entry_bytes):
                         raise UploadTooLarge(
-                            f"zip entry {_shown(info.filename)} unpacks to more than it "
+                            f"zip entry {shown(info.filename)} unpacks to more than it "
                             "declares; make the zip again with a standard tool"
                         )
                     limits.check_total(total, packed, "the zip")
@@ -496,7 +340,7 @@ def _write(
 
 
 def _chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
-    with _reading(f"zip entry {_shown(info.filename)}", (*_DAMAGED, OSError)), zf.open(info) as src:
+    with _reading(f"zip entry {shown(info.filename)}", (*_DAMAGED, OSError)), zf.open(info) as src:
         while chunk := src.read(CHUNK):
             yield chunk
 
@@ -515,7 +359,7 @@ def _writing(entry: str) -> Iterator[None]:
             ) from None
         if exc.errno in _NAME_ERRNOS:
             raise DataError(
-                f"zip entry {_shown(entry)} cannot be stored on the server "
+                f"zip entry {shown(entry)} cannot be stored on the server "
                 f"({exc.strerror}); rename it with a shorter, plainer name"
             ) from None
         raise
@@ -535,7 +379,7 @@ def _check_inner_archive(path: Path, entry: str, limits: Limits, budget: _InnerB
     is expanded whole in memory by the loader that opens it; bound it as the upload is."""
     with path.open("rb") as f:
         head = f.read(4)
-    what = f"zip entry {_shown(entry)} (itself compressed)"
+    what = f"zip entry {shown(entry)} (itself compressed)"
     if head == _ZIP_MAGIC:
         _check_inner_zip(path, what, limits)
     elif head.startswith(_GZIP_MAGIC):
