@@ -12,10 +12,10 @@ status.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request  # at run time: FastAPI reads get_service's signature
 
@@ -34,6 +34,7 @@ from greenrunner.web.db import (
 from greenrunner.web.leases import Clock, Holder, holder
 from greenrunner.web.runner import Runner, progress_dict, queued_progress
 from greenrunner.web.settings import WebSettings
+from greenrunner.web.summaries import summary_page
 from greenrunner.web.views import (
     MAX_PAGE,
     Conflict,
@@ -48,7 +49,6 @@ from greenrunner.web.views import (
     RepositoryView,
     ServiceError,
     TooLarge,
-    outcome,
 )
 
 if TYPE_CHECKING:
@@ -282,28 +282,9 @@ class Service:
             return self._view(s, self._row(s, experiment_id))
 
     def list_experiments(self, paging: Paging | None = None) -> Page:
-        """One page of summaries, newest first by default. The query reads only the small
-        columns (never ``result`` or ``progress``: a run's outcome is kept in ``summary``),
-        ordered by the primary key and filtered on the indexed ``status``."""
-        paging = paging or Paging()
-        where = [] if paging.status is None else [ExperimentRow.status == paging.status]
-        order = ExperimentRow.id.desc() if paging.order == "newest" else ExperimentRow.id.asc()
-        query = (
-            select(*_SUMMARY_COLUMNS, RepositoryRow.name, DatasetRow.name)
-            .outerjoin(RepositoryRow, RepositoryRow.id == ExperimentRow.repository_id)
-            .outerjoin(DatasetRow, DatasetRow.id == ExperimentRow.dataset_id)
-            .where(*where)
-            .order_by(order)
-            .limit(paging.limit)
-            .offset(paging.offset)
-        )
-        count = select(func.count()).select_from(ExperimentRow).where(*where)
+        """One page of summaries, newest first by default (see :mod:`.summaries`)."""
         with self.db.session() as s:
-            total = int(s.scalar(count) or 0)
-            rows = s.execute(query).all()
-            outcomes = _outcomes(s, rows)
-            items = tuple(_summary(r, outcomes.get(r.id)) for r in rows)
-        return Page(items=items, total=total, paging=paging)
+            return summary_page(s, paging or Paging())
 
     def result_json(self, experiment_id: int) -> dict[str, Any]:
         """The result in the selection engine's JSON shape (with the staging record)."""
@@ -376,86 +357,6 @@ class Service:
 
 
 # What a list reads of an experiment: everything but the JSON columns of the run itself.
-_SUMMARY_COLUMNS = (
-    ExperimentRow.id,
-    ExperimentRow.status,
-    ExperimentRow.repository_id,
-    ExperimentRow.dataset_id,
-    ExperimentRow.use_case,
-    ExperimentRow.strategy,
-    ExperimentRow.budget,
-    ExperimentRow.budget_unit,
-    ExperimentRow.seed,
-    ExperimentRow.runs,
-    ExperimentRow.created,
-    ExperimentRow.updated,
-    ExperimentRow.summary,
-)
-
-
-def _outcomes(s: Session, rows: Sequence[Any]) -> dict[int, dict[str, Any]]:
-    """Each finished row's outcome from its summary. A run finished by an older version
-    has none there: its result is read once (for this page's rows only) and the outcome
-    stored, so the next list does not read it again."""
-    found: dict[int, dict[str, Any]] = {}
-    missing: list[int] = []
-    for r in rows:
-        kept = (r.summary or {}).get("outcome")
-        if isinstance(kept, dict):
-            found[r.id] = kept
-        elif r.status == "done":
-            missing.append(r.id)
-    if missing:
-        query = select(ExperimentRow.id, ExperimentRow.result, ExperimentRow.summary).where(
-            ExperimentRow.id.in_(missing), ExperimentRow.status == "done"
-        )
-        for eid, result, summary in s.execute(query).all():
-            if not result:
-                continue
-            found[eid] = outcome(result)
-            s.execute(
-                update(ExperimentRow)
-                .where(ExperimentRow.id == eid)
-                .values(
-                    summary={**(summary or {}), "outcome": found[eid]},
-                    updated=ExperimentRow.updated,
-                )
-            )
-    return found
-
-
-def _summary(r: Any, done: Mapping[str, Any] | None) -> ExperimentSummary:
-    repository_name, dataset_name = r[-2], r[-1]
-    fields = {k: (done or {}).get(k) for k in _OUTCOME_FIELDS}
-    return ExperimentSummary(
-        id=r.id,
-        status=r.status,
-        repository=r.repository_id,
-        repository_name=repository_name or r.repository_id,
-        dataset=r.dataset_id,
-        dataset_name=dataset_name,
-        use_case=r.use_case,
-        strategy=r.strategy,
-        budget={"value": r.budget, "unit": r.budget_unit},
-        seed=r.seed,
-        runs=r.runs,
-        created=iso(r.created),
-        updated=iso(r.updated),
-        **fields,
-    )
-
-
-_OUTCOME_FIELDS = (
-    "recommended",
-    "accuracy",
-    "ci_low",
-    "ci_high",
-    "calls",
-    "brute_force_calls",
-    "savings",
-)
-
-
 def _cut(value: object, chars: int = 40) -> str:
     """A value for a message, cut short (an id in a URL may be thousands of digits)."""
     if isinstance(value, int) and value.bit_length() > 4 * chars:
