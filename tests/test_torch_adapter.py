@@ -152,7 +152,7 @@ def test_torchvision_weights_not_in_cache_fail_with_where_to_put_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    torch.hub.set_dir(str(tmp_path / "hub"))
+    _hub_dir(monkeypatch, tmp_path / "hub")
 
     def offline(*args: object, **kwargs: object) -> None:
         raise OSError("no network")
@@ -173,7 +173,13 @@ def test_measured_macs_agree_with_torchvision(builder: str) -> None:
     assert m.params == weights.meta["num_params"]
 
 
-def test_the_torchvision_catalogue(tmp_path: Path) -> None:
+def _hub_dir(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """torch.hub.set_dir for this test only: it is process-wide, and later tests (on the
+    same xdist worker) must see the torch cache they set up themselves."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(path))
+
+
+def test_the_torchvision_catalogue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from greenrunner.errors import DataError
     from greenrunner.repositories.models import open_models
     from greenrunner.repositories.torchvision_catalogue import catalogue
@@ -186,7 +192,7 @@ def test_the_torchvision_catalogue(tmp_path: Path) -> None:
     assert r18.classes is not None and len(r18.classes) == 1000
     swag = [s for s in specs if "SWAG" in s.name]
     assert swag and all(s.license == "CC-BY-NC-4.0" for s in swag)
-    torch.hub.set_dir(str(tmp_path / "empty-hub"))
+    _hub_dir(monkeypatch, tmp_path / "empty-hub")
     assert catalogue(available_only=True) == []
     with pytest.raises(DataError, match="no torchvision weights are in the torch cache"):
         open_models("torchvision:cached")

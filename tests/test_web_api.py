@@ -195,9 +195,11 @@ def test_access_token_on_api_and_pages(tmp_path: Path) -> None:
         assert "httponly" in login.headers["set-cookie"].lower()
         assert client.get("/api/repositories").status_code == 200  # the cookie now
         client.cookies.clear()
-        hop = client.get(f"/api/experiments?token={TOKEN}&x=1", follow_redirects=False)
-        assert hop.status_code == 303 and hop.headers["location"] == "/api/experiments?x=1"
+        hop = client.get(f"/history?token={TOKEN}&x=1", follow_redirects=False)
+        assert hop.status_code == 303 and hop.headers["location"] == "/history?x=1"
         assert client.get("/api/experiments").status_code == 200
+        client.cookies.clear()  # the API does not take ?token= (only pages do)
+        assert client.get(f"/api/experiments?token={TOKEN}").status_code == 401
 
 
 def test_settings_refuse_an_exposed_server_without_a_token(

@@ -321,7 +321,7 @@ def test_stopping_the_server_interrupts_a_run_at_once_and_resume_finishes_it(
 @pytest.mark.parametrize(
     ("classes", "words"),
     [
-        (b"\xff\xfe\x00bad", "could not be read (UnicodeDecodeError"),
+        (b"\xff\xfe\x00bad", "the class list is not UTF-8 text (it looks like UTF-16)"),
         (b"a\nb\n", "gives 3 scores per image, but 2 classes are listed"),
     ],
 )

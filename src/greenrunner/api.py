@@ -175,15 +175,20 @@ def open_real(
     batch_size: int = 64,
     progress: ProgressFn | None = None,
     max_image_pixels: int | None = None,
+    allow_builders: Sequence[str] = (),
 ) -> tuple[ModelRepository, TargetDataset, PreparedModels]:
     """Open a model repository and a target dataset, check them, load and measure the models.
 
     ``label_map`` is a mapping file (target class -> model classes) for one-to-many cases;
     ``restrict`` limits each model's scores to the mapped classes before the argmax;
-    ``trust`` allows pickle-based model files; ``max_image_pixels`` bounds each image
-    (None: the default, 64 MP). Everything the user can get wrong is checked before any
-    inference is spent.
+    ``trust`` allows pickle-based model files and any builder (both can run any code);
+    ``max_image_pixels`` bounds each image (None: the default, 64 MP). A manifest's
+    builders must be torchvision's, the demo zoo's, your own code (outside site-packages)
+    or in ``allow_builders`` (``"module:name"`` or ``"module:*"``), checked before any
+    module is imported (see :class:`greenrunner.adapters.builders.BuilderPolicy`).
+    Everything the user can get wrong is checked before any inference is spent.
     """
+    from greenrunner.adapters.builders import BuilderPolicy
     from greenrunner.datasets import open_dataset
     from greenrunner.datasets._images import DEFAULT_MAX_IMAGE_PIXELS
     from greenrunner.datasets.labels import load_mapping_file, resolve_label_map
@@ -191,13 +196,21 @@ def open_real(
     from greenrunner.evaluation.inference import prepare_models
     from greenrunner.repositories.models import open_models
 
+    _check_paths(models=models, data=data, label_map=label_map)
+    _check_flags(restrict=restrict, trust=trust, use_cache=use_cache)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a positive integer; got {batch_size!r}")
+    if progress is not None and not callable(progress):
+        raise ConfigError(
+            f"progress must be a function (stage, done, total, detail) or None; got {progress!r}"
+        )
+    policy = BuilderPolicy(_builder_entries(allow_builders))
     repo = open_models(models)
+    specs = [replace(s, trust=True) for s in repo.specs] if trust else list(repo.specs)
+    policy.check_specs(specs)  # before any model's module is imported
     limit = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels
     dataset = open_dataset(data, max_image_pixels=limit)
     mapping = load_mapping_file(resolve_label_map(label_map)) if label_map is not None else None
-    specs = [replace(s, trust=True) for s in repo.specs] if trust else list(repo.specs)
     prepared = prepare_models(
         specs,
         dataset,
@@ -211,3 +224,36 @@ def open_real(
         reasons = "; ".join(f"{k}: {v}" for k, v in prepared.unavailable.items())
         raise EvaluationError(f"no model could be loaded ({reasons})")
     return repo, dataset, prepared
+
+
+def _check_paths(**paths: object) -> None:
+    """Paths the caller gives: text or a Path (None only for the optional label map)."""
+    for name, value in paths.items():
+        if value is None and name == "label_map":
+            continue
+        if not isinstance(value, str | Path) or (isinstance(value, str) and not value.strip()):
+            raise ConfigError(
+                f"{name} must be a path (str or pathlib.Path); got {value!r} "
+                f"({type(value).__name__})"
+            )
+
+
+def _check_flags(**flags: object) -> None:
+    """Options that are True or False: a bool, never a truthy string ("false") or 1."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigError(
+                f"{name} must be True or False; got {value!r} ({type(value).__name__})"
+            )
+
+
+def _builder_entries(entries: object) -> tuple[str, ...]:
+    """``allow_builders``: a list of "module:name" / "module:*" strings."""
+    if isinstance(entries, str | bytes) or not isinstance(entries, Sequence | frozenset | set):
+        raise ConfigError(
+            f"allow_builders must be a list of 'module:name' or 'module:*'; got {entries!r}"
+        )
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ConfigError(f"allow_builders entries must be strings; got {entry!r}")
+    return tuple(entries)

@@ -24,7 +24,12 @@ from greenrunner.reasoning.providers import PROVIDERS
 if TYPE_CHECKING:
     pass
 
-from greenrunner.commands._common import StagingCancelledError, check_outputs
+from greenrunner.commands._common import (
+    StagingCancelledError,
+    check_outputs,
+    check_paths,
+    os_error_message,
+)
 from greenrunner.commands.advice import cmd_advise
 from greenrunner.commands.selection import (
     DEMO_USE_CASE,
@@ -58,6 +63,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (a seed)."""
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more; got {text!r}")
+    return value
+
+
+ALLOW_BUILDER_HELP = (
+    "also allow the manifest to name this builder from an installed package: "
+    "mypackage.models:build (that function or nn.Module class) or mypackage.models:* (every "
+    "one that module defines). Allowed without it: torchvision's classification builders, "
+    "the demo zoo's and your own code (outside site-packages); --trust allows any. Repeatable"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="greenrunner",
@@ -71,7 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--trust",
             action="store_true",
-            help="allow pickle-based model files (they can run code when loaded)",
+            help="allow pickle-based model files and any builder (both can run any code)",
+        )
+        p.add_argument(
+            "--allow-builder",
+            action="append",
+            default=[],
+            metavar="MODULE:NAME",
+            help=ALLOW_BUILDER_HELP,
         )
         p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
 
@@ -133,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
             choices=UNITS,
             help="calls (one model on one sample) or macs (default: calls)",
         )
-        p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+        p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
         p.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT")
 
     def selection(p: argparse.ArgumentParser) -> None:
@@ -262,6 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--store", required=True, metavar="PATH", help="the experiment's store")
     res.add_argument("--json", metavar="OUT", help="write the result JSON here (default: as set)")
     res.add_argument("--report", metavar="OUT.md", help="write the report here (default: as set)")
+    res.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow pickle-based model files and any builder again: a stored experiment's "
+        "trust is not taken from the store",
+    )
+    res.add_argument(
+        "--allow-builder",
+        action="append",
+        default=[],
+        metavar="MODULE:NAME",
+        help="as for select; allowed builders are not taken from the store either",
+    )
     res.set_defaults(run=cmd_resume)
 
     st = sub.add_parser("study", help="repeat strategies at several budgets against brute force")
@@ -280,7 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="regret tolerance for p_eps, in reward units (default: 0.01)",
     )
     st.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: one per core)"
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="worker processes (default: one per core)",
     )
     st.set_defaults(run=cmd_study)
 
@@ -294,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--strategy", default="default")
     demo.add_argument("--budget", default="0.1")
     demo.add_argument("--budget-unit", default="macs", choices=UNITS)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=_non_negative_int, default=0)
     demo.add_argument("--out", default="out", help="folder for the JSON result and the report")
     energy_options(demo)
     demo.set_defaults(run=cmd_demo)
@@ -329,6 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="access token the API and pages require (needed to listen on a "
         "non-loopback address); prefer the GREENRUNNER_TOKEN environment variable",
     )
+    srv.add_argument(
+        "--forwarded-allow-ips",
+        default="",
+        metavar="IPS",
+        help="comma-separated addresses or networks of your reverse proxies: requests from "
+        "them take the client's address from X-Forwarded-For and the scheme from "
+        "X-Forwarded-Proto, which the proxy must set (replace, not append to what the client "
+        "sent). Default: none trusted, so behind a proxy every client has the proxy's address "
+        "(one guesser of the token locks all of them out) and https looks like http",
+    )
     srv.add_argument("--workers", type=int, default=1, help="experiments run at once (1)")
     srv.add_argument(
         "--lease-seconds",
@@ -340,6 +397,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument(
         "--max-upload-mb", type=float, default=200.0, help="largest upload in MB (200)"
+    )
+    srv.add_argument(
+        "--check-memory-mb",
+        type=int,
+        default=2048,
+        metavar="MB",
+        help="memory that loading and running one uploaded model on one image may take, "
+        "beyond the libraries' own: the check runs in a child process, and a model that "
+        "needs more is refused; raise it with --max-upload-mb for larger models (2048)",
+    )
+    srv.add_argument(
+        "--check-seconds",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="time that checking an uploaded repository's models may take (300)",
     )
     srv.add_argument(
         "--allow-builder",
@@ -364,6 +437,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_options(command: str) -> dict[str, argparse.Action]:
+    """The options of one command by destination (``seed`` -> its action, with its type,
+    choices and default), so stored settings can be checked by the parser's own rules."""
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            sub: argparse.ArgumentParser = action.choices[command]
+            return {a.dest: a for a in sub._actions}
+    raise KeyError(command)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -372,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     console = Console()
     try:
+        check_paths(vars(args))  # a name no file system allows, before anything else
         check_outputs(vars(args))  # an unwritable --json/--report fails before any work
         args.run(args, console)
     except StagingCancelledError as exc:
@@ -386,6 +470,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130
+    except OSError as exc:
+        # A file the command needed could not be used (a reader that missed the check, a
+        # disk that filled): the file and the reason in one line. Other exceptions are
+        # bugs and keep their traceback.
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {escape(os_error_message(exc))}", highlight=False, soft_wrap=True
+        )
+        return EXIT_USER_ERROR
     return 0
 
 

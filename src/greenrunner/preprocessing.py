@@ -22,6 +22,44 @@ Layout = Literal["NCHW", "NHWC"]
 
 
 @dataclass(frozen=True)
+class InputLimits:
+    """The largest input a model may take: ``max_side`` pixels per side and ``max_pixels``
+    (height x width) in all, for the input size and, with a resize, for the image first
+    resized to (at least ``resize`` x ``resize``). Every batch is sized from a byte budget
+    as well (``evaluation.inference.BATCH_BYTES``), so these bound one sample, not a run."""
+
+    max_side: int
+    max_pixels: int
+
+    def check(self, prep: Preprocessing, where: str = "") -> None:
+        """ConfigError naming the value and the limit when ``prep`` is over the limits;
+        ``where`` (a model's name, a file) leads the message."""
+        lead = f"{where}: " if where else ""
+        h, w = prep.size
+        if max(h, w) > self.max_side or h * w > self.max_pixels:
+            raise ConfigError(
+                f"{lead}input size {h} x {w} ({h * w:,} pixels) is over the limit of "
+                f"{self.max_side:,} pixels per side and {self.max_pixels:,} pixels in all"
+            )
+        if prep.resize is not None:
+            fit_w, fit_h = prep.fit
+            if prep.resize > self.max_side or fit_w * fit_h > self.max_pixels:
+                raise ConfigError(
+                    f"{lead}resize {prep.resize} (images first resized to at least "
+                    f"{fit_h} x {fit_w}, {fit_w * fit_h:,} pixels) is over the limit of "
+                    f"{self.max_side:,} pixels per side and {self.max_pixels:,} pixels in all"
+                )
+
+
+# Every Preprocessing keeps to these (the command line included): generous for real
+# classifiers, whose inputs are rarely above 1024 x 1024, and wide enough for spectrogram-like
+# inputs; one float32 RGB sample at the pixel limit is 201 MB.
+INPUT_LIMITS = InputLimits(max_side=8192, max_pixels=4096 * 4096)
+# What an uploaded model may declare (web.modelcheck): 50 MB per float32 RGB sample.
+UPLOAD_INPUT_LIMITS = InputLimits(max_side=4096, max_pixels=2048 * 2048)
+
+
+@dataclass(frozen=True)
 class Preprocessing:
     """A model's input contract.
 
@@ -76,12 +114,19 @@ class Preprocessing:
             raise ConfigError(
                 f"interpolation must be bilinear, bicubic or nearest; got {self.interpolation!r}"
             )
+        INPUT_LIMITS.check(self)
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
         """One prepared sample's shape: (C, H, W) or (H, W, C) by ``layout``."""
         h, w = self.size
         return (self.channels, h, w) if self.layout == "NCHW" else (h, w, self.channels)
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of one prepared sample (float32)."""
+        c, h, w = self.channels, *self.size
+        return c * h * w * 4
 
     @property
     def fit(self) -> tuple[int, int]:
@@ -116,12 +161,20 @@ def prepare(images: Sequence[np.ndarray], spec: Preprocessing) -> np.ndarray:
         img = Image.fromarray(_to_uint8(array))
         img = img.convert("L" if c == 1 else "RGB")
         if spec.resize is not None:
-            img = img.resize(_resized(img.size, spec.resize, (w, h)), resample)
+            rw, rh = _resized(img.size, spec.resize, (w, h))
             # Rounded, not floored, as torchvision's CenterCrop does: an odd margin puts
             # the crop where the published evaluation put it.
-            left = round((img.size[0] - w) / 2.0)
-            top = round((img.size[1] - h) / 2.0)
-            img = img.crop((left, top, left + w, top + h))
+            left, top = round((rw - w) / 2.0), round((rh - h) / 2.0)
+            if rw * rh <= INPUT_LIMITS.max_pixels:
+                img = img.resize((rw, rh), resample).crop((left, top, left + w, top + h))
+            else:
+                # A very elongated image (1 x 20000 with a shorter side of 256 would be
+                # 256 x 5,120,000, 3.9 GB): only the part the crop keeps is resized, at the
+                # same scale, so memory stays that of the crop. Values may differ by
+                # rounding from resizing the whole image first.
+                sx, sy = img.size[0] / rw, img.size[1] / rh
+                box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
+                img = img.resize((w, h), resample, box=box)
         else:
             img = img.resize((w, h), resample)
         pixels = np.asarray(img, dtype=np.uint8).reshape(h, w, c)

@@ -56,6 +56,15 @@ class StoreError(ConfigError):
     """The store cannot be opened, or does not hold what was asked for."""
 
 
+def damaged(experiment: int, path: Path | str, why: str) -> StoreError:
+    """An experiment whose stored record cannot be used as it is (edited by hand or by
+    another program): what is wrong, and what to do."""
+    return StoreError(
+        f"experiment {experiment} in {path} is damaged: {why}; start a new experiment "
+        "(`greenrunner select ... --store PATH`)"
+    )
+
+
 @dataclass(frozen=True)
 class Experiment:
     """One stored experiment. ``settings`` re-run it; ``fingerprint`` identifies its source."""
@@ -269,13 +278,44 @@ class ExperimentStore:
                 f"no experiment {experiment} in {self.path} (its experiments: {listed}); "
                 "check the id printed when the run started"
             )
+        return self._experiment(experiment, row)
+
+    def _experiment(self, experiment: int, row: Sequence[Any]) -> Experiment:
+        """A stored row as an Experiment, or StoreError saying it is damaged: its JSON
+        decoded (no NaN or Infinity, which this store never writes), of the right kinds."""
+        decoded: dict[str, Any] = {}
+        for column, text in (("settings", row[3]), ("fingerprint", row[4]), ("result", row[5])):
+            if text is None and column == "result":
+                decoded[column] = None
+                continue
+            try:
+                decoded[column] = json.loads(text, parse_constant=_no_constant)
+            except (ValueError, TypeError, RecursionError) as exc:
+                why = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
+                raise damaged(
+                    experiment, self.path, f"its {_COLUMNS[column]} not valid JSON ({why})"
+                ) from None
+        status = row[2]
+        if status not in (RUNNING, DONE):
+            raise damaged(experiment, self.path, f"its status is {status!r}")
+        for column in ("settings", "fingerprint", "result"):
+            value = decoded[column]
+            if not isinstance(value, dict) and not (column == "result" and value is None):
+                raise damaged(
+                    experiment,
+                    self.path,
+                    f"its {_COLUMNS[column]} {_kind(value)}, not a JSON object",
+                )
+        result = decoded["result"]
+        if status == DONE and result is None:
+            raise damaged(experiment, self.path, "it is marked done but has no stored result")
         return Experiment(
             id=int(row[0]),
             created=str(row[1]),
-            status=str(row[2]),
-            settings=json.loads(row[3]),
-            fingerprint=json.loads(row[4]),
-            result=None if row[5] is None else json.loads(row[5]),
+            status=str(status),
+            settings=decoded["settings"],
+            fingerprint=decoded["fingerprint"],
+            result=result if isinstance(result, dict) else None,
         )
 
     def ids(self) -> list[int]:
@@ -338,6 +378,109 @@ def _dumps(value: Mapping[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, allow_nan=False)
 
 
+_COLUMNS = {
+    "settings": "settings are",
+    "fingerprint": "source fingerprint is",
+    "result": "result is",
+}
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number this store writes")
+
+
+def result_problem(data: Mapping[str, Any]) -> str | None:
+    """What in a stored result has the wrong kind of value (``"calls is 'many', not a
+    whole number"``), or None. Fields this version does not know, and missing ones, are
+    left to :meth:`SelectionResult.from_dict`, which calls them another version's."""
+    from greenrunner.result import SelectionResult
+
+    problem = _record_problem(data, SelectionResult, "")
+    if problem is None and not data.get("top"):
+        return "its top models are missing"
+    return problem
+
+
+def _record_problem(data: Any, cls: type, where: str) -> str | None:
+    import dataclasses
+    import typing
+
+    if not isinstance(data, Mapping):
+        return f"{where or 'the result'} is {_kind(data)}, not a JSON object"
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        name = f"{where}.{f.name}" if where else f.name
+        problem = _value_problem(data[f.name], hints[f.name], name)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _value_problem(value: Any, hint: Any, where: str) -> str | None:
+    """Whether ``value`` (decoded JSON) fits the annotation ``hint``; the problem if not."""
+    import dataclasses
+    import math
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        problems = [_value_problem(value, a, where) for a in args]
+        return None if any(p is None for p in problems) else next(p for p in problems if p)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _record_problem(value, hint, where)
+    if origin is list:
+        if not isinstance(value, list):
+            return f"{where} is {_kind(value)}, not a list"
+        for i, item in enumerate(value):
+            problem = _value_problem(item, args[0], f"{where}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    if origin is dict:
+        if not isinstance(value, dict):
+            return f"{where} is {_kind(value)}, not a JSON object"
+        for key, item in value.items():
+            problem = _value_problem(item, args[1], f"{where}[{key!r}]")
+            if problem is not None:
+                return problem
+        return None
+    wanted = _SCALARS.get(hint)
+    if wanted is None:
+        return None  # an annotation this check does not know: from_dict decides
+    if hint is type(None):
+        fits = value is None
+    elif hint is bool:
+        fits = isinstance(value, bool)
+    elif hint is int:
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        fits = (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    else:
+        fits = isinstance(value, str)
+    return None if fits else f"{where} is {_kind(value)}, not {wanted}"
+
+
+_SCALARS: dict[Any, str] = {
+    type(None): "null",
+    bool: "true or false",
+    int: "a whole number",
+    float: "a finite number",
+    str: "text",
+}
+
+
+def _kind(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {type(value).__name__}"
+
+
 def replay_fingerprint(names: Sequence[str], correct: np.ndarray, metadata: str) -> dict[str, Any]:
     """Identifies a replay by its content: model names, their metadata and the matrix."""
     import hashlib
@@ -384,6 +527,10 @@ RUNTIME_OPTIONS = (
     "executor", "address", "cpus_per_model", "gpus_per_model", "energy", "country", "region",
 )  # fmt: skip
 _PATH_OPTIONS = ("replay", "models", "data", "label_map", "json", "report")
+# Every key a stored experiment's settings may hold (settings_from_options writes them).
+SETTINGS_KEYS = frozenset(
+    {*SOURCE_OPTIONS, *SELECTION_OPTIONS, *RUNTIME_OPTIONS, "weights", "staging"}
+)
 
 
 def _absolute(value: Any, *, output: bool = False) -> Any:

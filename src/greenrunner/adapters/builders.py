@@ -5,7 +5,8 @@ plain identifier. Naming a builder is choosing code to run, so a reference is he
 that are checked before anything is called:
 
 - the text matches :data:`REFERENCE` exactly (ASCII identifiers; no spaces, no dots after
-  the colon, no ``_private`` or ``__dunder__`` name), so no attribute walk such as
+  the colon, no ``_private`` or ``__dunder__`` name, no ``_private`` module such as
+  ``setuptools._distutils``), so no attribute walk such as
   ``torchvision.models:resnet.torch.serialization.os.system`` can be written;
 - the module is not part of the standard library, nor GreenRunner itself (other than the
   demo zoo): none of those builds a network, and many run commands or load files;
@@ -17,23 +18,36 @@ that are checked before anything is called:
   (``torch.load``, ``torch.hub.load``, ``numpy.load`` load files or run code; they build
   no network).
 
-That is the whole rule on the command line, where the manifest is the user's own. An
-upload is held to an explicit :class:`AllowList` on top, checked on the text of the
-reference before its module is imported (importing a module runs its code).
+Where a builder may come from is an allow-list everywhere, decided before its module is
+imported (importing a module runs its code). On the command line and in
+:func:`greenrunner.api.open_real` (:class:`BuilderPolicy`): torchvision's classification
+builders and the demo zoo's by exact name, the user's own code (a module whose file lies
+outside the standard library and every site-packages folder, found with
+``importlib.util.find_spec``), what the user allows (``--allow-builder module:name`` or
+``module:*``), and any builder for a model with trust (``--trust`` or ``trust = true``),
+since trust already lets its files run any code. An upload (:class:`AllowList`) may name
+only the lists and the operator's additions, checked on the text alone.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import re
+import site
 import sys
+import sysconfig
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from greenrunner.errors import GreenRunnerError
+
+if TYPE_CHECKING:
+    from greenrunner.adapters.base import ModelSpec
 
 _PART = r"[A-Za-z_][A-Za-z0-9_]*"
 _NAME = r"[A-Za-z][A-Za-z0-9_]*"
@@ -79,9 +93,21 @@ def _parse_form(ref: object) -> BuilderRef:
     if match is None:
         raise BuilderError(f"builder {ref!r} is not {FORM}; {_why_malformed(ref)}")
     module, name = match["module"], match["name"]
-    if any(part.startswith("__") and part.endswith("__") for part in module.split(".")):
-        raise BuilderError(f"builder {ref!r}: a dunder module (such as __main__) is no builder")
+    _check_module_parts(module, ref)
     return BuilderRef(module, name)
+
+
+def _check_module_parts(module: str, ref: str) -> None:
+    """No dunder module (``__main__``) and no private one (``setuptools._distutils``)."""
+    parts = module.split(".")
+    if any(part.startswith("__") and part.endswith("__") for part in parts):
+        raise BuilderError(f"builder {ref!r}: a dunder module (such as __main__) is no builder")
+    private = [part for part in parts if part.startswith("_")]
+    if private:
+        raise BuilderError(
+            f"builder {ref!r}: {private[0]} is a private module (its name starts with _), "
+            "which is a package's internals, not a builder; name a public module's builder"
+        )
 
 
 def _why_malformed(ref: str) -> str:
@@ -188,6 +214,7 @@ def parse_allow_entry(text: str) -> tuple[str, str]:
         if name != "*":
             parse_builder(text)
         else:
+            _check_module_parts(module, text)
             _check_module_kind(BuilderRef(module, "*"))
     except BuilderError as exc:
         raise BuilderError(f"--allow-builder {text!r}: {exc}") from None
@@ -198,8 +225,6 @@ def parse_allow_entry(text: str) -> tuple[str, str]:
 def torchvision_builders() -> frozenset[str]:
     """``torchvision.models:<name>`` for torchvision's classification builders (empty
     without torchvision): the exact names torchvision itself lists, nothing else."""
-    import importlib.util
-
     if importlib.util.find_spec("torchvision") is None:
         return frozenset()
     import torchvision
@@ -251,3 +276,134 @@ class AllowList:
                 f"--allow-builder {parsed}"
             )
         return parsed
+
+
+# --- where a builder may come from on the command line and in open_real -------------------
+# An allow-list too, not a deny-list: of everything importable, only these may be named.
+# Importing a module runs its code, so each rule is decided before the module is imported:
+# on the text (the lists), or from where the module's file is (importlib.util.find_spec).
+ALLOW_HINT = (
+    "--allow-builder {ref} (that builder) or --allow-builder {module}:* (that module's), "
+    "or --trust, which allows any builder and means the manifest may run any code; in "
+    "Python, open_real(..., allow_builders=[{ref!r}]) or trust=True"
+)
+
+
+@cache
+def library_folders() -> tuple[Path, ...]:
+    """Where installed code lives: the standard library and every site-packages folder
+    (the interpreter's, the virtual environment's, the user's), resolved."""
+    paths = sysconfig.get_paths()
+    found = [paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+    found += list(getattr(site, "getsitepackages", list)())
+    user = getattr(site, "getusersitepackages", None)
+    if user is not None:
+        found.append(user())
+    out: list[Path] = []
+    for text in found:
+        if text:
+            path = Path(text).resolve()
+            if path not in out:
+                out.append(path)
+    # The deepest first, so a message names site-packages, not the folder above it.
+    return tuple(sorted(out, key=lambda p: len(p.parts), reverse=True))
+
+
+def _library_folder(location: str) -> str | None:
+    """The library folder ``location`` (a module's file or package folder) lies in, or
+    None if it is outside all of them (the user's own code)."""
+    path = Path(location).resolve()
+    for folder in library_folders():
+        if path.is_relative_to(folder):
+            return str(folder)
+    # Any other interpreter's or environment's packages (on PYTHONPATH, say) count too.
+    for part in path.parts:
+        if part in ("site-packages", "dist-packages"):
+            return str(Path(*path.parts[: path.parts.index(part) + 1]))
+    return None
+
+
+def installed_module(module: str) -> str | None:
+    """Why ``module`` is not the user's own code (``"pandas is installed in /.../site-
+    packages"``), or None when it is: when the file of it and of every package above it
+    lies outside the standard library and every site-packages folder.
+
+    Found with importlib.util.find_spec, level by level, before anything of it is
+    imported: looking up ``a.b`` imports ``a`` (runs its ``__init__``), so ``a`` is
+    checked first and ``a.b`` looked up only if ``a`` is the user's own. A module that
+    cannot be found is None here: nothing of it can run, and loading it fails later with
+    its own message.
+    """
+    parts = module.split(".")
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        try:
+            spec = importlib.util.find_spec(name)
+        except ModuleNotFoundError:
+            return None
+        except ValueError:  # in sys.modules without a spec: made at run time, not a file
+            return f"{name} is made at run time, not read from a file of yours"
+        except Exception:  # the parent package's code (the user's own) failed: the
+            return None  # import fails the same way when the model loads, with its message
+        if spec is None:
+            return None
+        locations = list(spec.submodule_search_locations or [])
+        if spec.has_location and spec.origin:
+            locations.insert(0, spec.origin)
+        if not locations:
+            return f"{name} is built into Python"
+        for location in locations:
+            folder = _library_folder(location)
+            if folder is not None:
+                return f"{name} is installed in {folder}"
+    return None
+
+
+class BuilderPolicy:
+    """The builders a manifest on the command line (or a repository opened with
+    :func:`greenrunner.api.open_real`) may name, beyond the text rules of
+    :func:`parse_builder`:
+
+    - torchvision's classification builders and the demo zoo's, by exact name;
+    - the user's own code: a module whose file (and its packages' files) lies outside the
+      standard library and every site-packages folder (:func:`installed_module`);
+    - what the user allows: ``module:name`` or ``module:*`` (``--allow-builder``);
+    - any builder, for a model with trust (``--trust``, or ``trust = true`` for that model
+      in the manifest): trust already means its files may run any code.
+
+    The object rules of :func:`check_builder_object` hold for all of them.
+    """
+
+    def __init__(self, extra: Iterable[str] = ()) -> None:
+        if isinstance(extra, str):
+            raise BuilderError(f"allowed builders must be a list of module:name; got {extra!r}")
+        self.allowed = AllowList(extra)
+
+    def check(self, ref: object, *, trust: bool = False) -> BuilderRef:
+        """The parsed reference if it may be used, else BuilderError naming the rule and
+        how to allow it. Imports nothing but the user's own packages (to look a module up
+        in them)."""
+        parsed = parse_builder(ref)
+        if trust or self.allowed.allows(parsed):
+            return parsed
+        why = installed_module(parsed.module)
+        if why is None:
+            return parsed
+        added = f", and {', '.join(self.allowed.extra)}" if self.allowed.extra else ""
+        raise BuilderError(
+            f"builder '{parsed}' is not allowed: {why}, and a builder from installed code "
+            "must be allowed by name (allowed: torchvision's classification builders, the "
+            f"demo zoo's and your own code outside site-packages{added}). If you trust it, "
+            "allow it with " + ALLOW_HINT.format(ref=str(parsed), module=parsed.module)
+        )
+
+    def check_specs(self, specs: Iterable[ModelSpec]) -> None:
+        """Every builder the specs name, checked before any model is loaded; the first
+        refused one fails with the model's name."""
+        for spec in specs:
+            if spec.format != "torch_state_dict" or spec.builder is None:
+                continue  # torchvision-format names go through torchvision's registry
+            try:
+                self.check(spec.builder, trust=spec.trust)
+            except BuilderError as exc:
+                raise BuilderError(f"model {spec.name!r}: {exc}") from None

@@ -16,6 +16,8 @@ import numpy as np
 
 from greenrunner.adapters.base import Measurements, ModelSpec, require
 from greenrunner.adapters.onnx_macs import MACS_NOTE, count_macs
+from greenrunner.adapters.onnx_tensors import external_locations
+from greenrunner.errors import ConfigError
 from greenrunner.evaluation.base import EvaluationError
 from greenrunner.preprocessing import Layout, Preprocessing
 
@@ -55,7 +57,10 @@ def declared_preprocessing(name: str, shape: Sequence[Any]) -> Preprocessing:
             f"model {name!r}: its input size is not fixed ({list(shape)}); give "
             "size = [H, W] in a sidecar <model>.json or the manifest"
         )
-    return Preprocessing(size=(h, w), channels=int(channels), layout=layout)
+    try:
+        return Preprocessing(size=(h, w), channels=int(channels), layout=layout)
+    except ConfigError as exc:  # a declared input over the size limits
+        raise EvaluationError(f"model {name!r}: its declared input {list(shape)}: {exc}") from None
 
 
 class OnnxAdapter:
@@ -136,7 +141,7 @@ class OnnxAdapter:
             for t in model.graph.initializer
             if len(t.dims) >= 1 and t.data_type in _FLOAT_INITIALIZERS
         )
-        size = self.path.stat().st_size + _external_bytes(model, self.path.parent)
+        size = self.path.stat().st_size + _external_bytes(self.path)
         note = MACS_NOTE
         if unknown:  # say so rather than report a silently low count
             note += f"; shapes unknown, so not counted: {', '.join(unknown[:5])}"
@@ -149,9 +154,11 @@ _EXTERNAL: dict[tuple[str, int, int], list[Path]] = {}
 
 def external_data_files(path: Path) -> list[Path]:
     """The external-data files an .onnx file points to (weights stored beside it), for the
-    cache key: editing them changes the model as much as editing the .onnx file does.
-    Read from the graph without its weights, once per (path, size, mtime); [] where the
-    onnx package is missing or cannot read the file (loading it will say why)."""
+    cache key and the size: editing them changes the model as much as editing the .onnx
+    file does. Every tensor counts, wherever it sits (initializers, Constant nodes,
+    subgraphs, functions, sparse tensors: :func:`onnx_tensors.iter_tensors`). Read from the
+    graph without its weights, once per (path, size, mtime); [] where the onnx package is
+    missing or cannot read the file (loading it will say why). Each file once, sorted."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _EXTERNAL:
@@ -161,31 +168,26 @@ def external_data_files(path: Path) -> list[Path]:
             model = onnx.load(str(path), load_external_data=False)
         except Exception:  # ImportError, or a file onnxruntime will refuse with a message
             return []
-        names = sorted(
-            {
-                entry.value
-                for t in model.graph.initializer
-                for entry in t.external_data
-                if entry.key == "location"
-            }
-        )
         # Only files inside the model's folder: a location such as ../../etc/passwd is not
-        # read for a hash (onnxruntime refuses to load it anyway).
+        # read for a hash (onnxruntime refuses to load one that escapes the folder, even
+        # through a link, so such a model never has cached predictions).
         folder = path.parent.resolve()
-        inside = [folder / n for n in names if (folder / n).resolve().is_relative_to(folder)]
-        _EXTERNAL[key] = inside
+        inside = set()
+        for name in external_locations(model):
+            try:
+                file = (folder / name).resolve()
+            except (OSError, ValueError, RuntimeError):  # NUL, too long, a link loop
+                continue  # onnxruntime cannot open it either
+            if file.is_relative_to(folder):
+                inside.add(file)
+        _EXTERNAL[key] = sorted(inside)
     return _EXTERNAL[key]
 
 
-def _external_bytes(model: Any, folder: Path) -> int:
-    """Bytes of weights stored beside the .onnx file (external data), each file once."""
-    files = {
-        entry.value
-        for t in model.graph.initializer
-        for entry in t.external_data
-        if entry.key == "location"
-    }
-    return sum((folder / f).stat().st_size for f in files if (folder / f).is_file())
+def _external_bytes(path: Path) -> int:
+    """Bytes of weights stored beside the .onnx file (external data), each file once.
+    Read from the file itself: ``onnx.load`` clears the external references it loads."""
+    return sum(f.stat().st_size for f in external_data_files(path) if f.is_file())
 
 
 def load(spec: ModelSpec) -> OnnxAdapter:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,6 +174,7 @@ def _module(spec: ModelSpec) -> torch.nn.Module:
         return state  # type: ignore[no-any-return]
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a training checkpoint
+    _check_fit_on_meta(build, spec, path, state)
     try:
         module = build(**spec.builder_args)
         module.load_state_dict(state)
@@ -181,6 +183,62 @@ def _module(spec: ModelSpec) -> torch.nn.Module:
             f"model {spec.name!r}: the weights in {path.name} do not fit {spec.builder}: {exc}"
         ) from exc
     return module  # type: ignore[no-any-return]
+
+
+def _check_fit_on_meta(build: Any, spec: ModelSpec, path: Path, state: object) -> None:
+    """Build the module on the meta device (shapes, no memory) and refuse it if its
+    parameters and buffers are not exactly the state_dict's names and shapes: builder
+    arguments that ask for a huge model (``num_classes = 500000``) are refused before
+    anything is allocated, since the real build is then no larger than the file. A builder
+    that cannot build on the meta device is built for real, as before."""
+    torch = _torch()
+    if not isinstance(state, dict):
+        return  # load_state_dict says what is wrong with it
+    try:
+        with torch.device("meta"):
+            meta = build(**spec.builder_args)
+        expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+        numel = sum(v.numel() for v in meta.state_dict().values())
+    except Exception as exc:  # not meta-friendly (or it fails anyway: the real build says why)
+        log.debug("model %r: no meta build (%s); building it for real", spec.name, exc)
+        return
+    got = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if len(got) != len(state):
+        return  # entries that are not tensors: load_state_dict names them
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    if missing:
+        parts.append("missing from the file: " + _named(missing, expected))
+    if unexpected:
+        parts.append("in the file but not in the model: " + _named(unexpected, got))
+    if wrong:
+        shown = ", ".join(
+            f"{k} is {_shape(got[k])} in the file, {_shape(expected[k])} in the model"
+            for k in wrong[:5]
+        )
+        parts.append(shown + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""))
+    args = repr(dict(spec.builder_args))
+    args = args if len(args) <= 200 else args[:200] + "...}"
+    raise EvaluationError(
+        f"model {spec.name!r}: the weights in {path.name} do not fit {spec.builder} with "
+        f"builder_args {args} (a model of {numel:,} parameters and "
+        f"buffers; nothing was built): {'; '.join(parts)}"
+    )
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return " x ".join(map(str, shape)) if shape else "a scalar"
+
+
+def _named(names: list[str], shapes: dict[str, tuple[int, ...]]) -> str:
+    """The first five by size (the largest say most about what is wrong)."""
+    names = sorted(names, key=lambda k: (-math.prod(shapes[k]), k))
+    shown = ", ".join(f"{k} ({_shape(shapes[k])})" for k in names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def load(spec: ModelSpec) -> TorchAdapter:

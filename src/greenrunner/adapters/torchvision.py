@@ -3,11 +3,15 @@
 Preprocessing comes from the weights' evaluation transform, classes from their categories.
 Weights go to the standard torch cache (``$TORCH_HOME/hub/checkpoints``) and are downloaded
 there only when the user has a network; without one, a model whose weights are not cached
-fails with the file to fetch and where to put it.
+fails with the file to fetch and where to put it. Inside :func:`cached_only` (the web app's
+upload checks and runs) nothing is downloaded: only weights already in the cache load.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,19 @@ from greenrunner.adapters.base import ModelSpec, require
 from greenrunner.adapters.torch import TorchAdapter, _torch
 from greenrunner.evaluation.base import EvaluationError
 from greenrunner.preprocessing import Preprocessing
+
+_DOWNLOADS = contextvars.ContextVar("greenrunner_torchvision_downloads", default=True)
+
+
+@contextlib.contextmanager
+def cached_only() -> Iterator[None]:
+    """Within this block (in this thread), torchvision weights load only from the torch
+    cache: a model whose weights are not there is refused, never downloaded."""
+    token = _DOWNLOADS.set(False)
+    try:
+        yield
+    finally:
+        _DOWNLOADS.reset(token)
 
 
 def _tv() -> Any:
@@ -91,14 +108,10 @@ def load(spec: ModelSpec) -> TorchAdapter:
     _torch()  # sets the thread count once
     weights = get_weights(spec.builder, spec.weights, spec.name)
     file = checkpoint_path(weights)
-    try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
-    except Exception as exc:  # URLError, OSError, hash mismatch: all mean "not available"
-        raise EvaluationError(
-            f"model {spec.name!r}: weights {weights} are not in the torch cache ({file}) and "
-            f"could not be downloaded ({exc}); fetch {weights.url} on a machine with a "
-            f"network and copy it to {file.parent}"
-        ) from exc
+    if not _DOWNLOADS.get():
+        state = _cached_state(spec.name, weights, file)
+    else:
+        state = _fetched_state(spec.name, weights, file)
     module = tv.models.get_model(spec.builder, weights=None)
     try:
         module.load_state_dict(state)
@@ -107,3 +120,37 @@ def load(spec: ModelSpec) -> TorchAdapter:
     classes = spec.classes or tuple(weights.meta["categories"])
     prep = spec.preprocessing or preprocessing_of(weights)
     return TorchAdapter(spec.name, module, prep, classes, file if file.is_file() else None)
+
+
+def _cached_state(model: str, weights: Any, file: Path) -> Any:
+    """The weights from the torch cache, read as tensors, or a refusal that names the
+    file to pre-fetch but not where this machine keeps it (the message may go to a web
+    client)."""
+    name = Path(weights.url).name
+    refusal = (
+        f"model {model!r}: weights {weights} ({name}) are not in this server's torch cache, "
+        f"and it downloads nothing; ask the operator to pre-fetch them ({weights.url})"
+    )
+    if not file.is_file():
+        raise EvaluationError(refusal)
+    try:
+        return _torch().load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise EvaluationError(refusal) from None
+    except Exception as exc:
+        raise EvaluationError(
+            f"model {model!r}: the torch cache's copy of {name} cannot be read "
+            f"({type(exc).__name__}); ask the operator to fetch it again"
+        ) from None
+
+
+def _fetched_state(model: str, weights: Any, file: Path) -> Any:
+    """The weights from the torch cache, downloaded there first if missing."""
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # URLError, OSError, hash mismatch: all mean "not available"
+        raise EvaluationError(
+            f"model {model!r}: weights {weights} are not in the torch cache ({file}) and "
+            f"could not be downloaded ({exc}); fetch {weights.url} on a machine with a "
+            f"network and copy it to {file.parent}"
+        ) from exc

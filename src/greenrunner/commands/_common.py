@@ -15,6 +15,7 @@ from rich.console import Console
 
 from greenrunner.errors import ConfigError, GreenRunnerError
 from greenrunner.render import print_result
+from greenrunner.textfiles import os_reason, path_problem
 
 if TYPE_CHECKING:
     from greenrunner.result import SelectionResult
@@ -40,6 +41,41 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
 
 # The options that name a file a command writes, checked before any work is spent.
 OUTPUT_OPTIONS = {"json": "--json", "report": "--report"}
+# Every option that names a file or folder, checked for names no file system allows.
+PATH_OPTIONS = {
+    "replay": "--replay",
+    "models": "--models",
+    "data": "--data",
+    "label_map": "--label-map",
+    "json": "--json",
+    "report": "--report",
+    "store": "--store",
+    "out": "--out",
+    "data_dir": "--data-dir",
+}
+
+
+def check_paths(options: Mapping[str, Any]) -> None:
+    """Refuse, on the text, a path option no file system can hold (a name over 255 bytes,
+    a NUL character): one line naming the option, before anything opens it."""
+    for key, flag in PATH_OPTIONS.items():
+        value = options.get(key)
+        if isinstance(value, str) and value:
+            problem = path_problem(value)
+            if problem is not None:
+                raise ConfigError(f"{flag} {_shown(value)}: cannot be a path: {problem}")
+
+
+def os_error_message(exc: OSError) -> str:
+    """An OSError as one line: the file (or files) it is about, and why."""
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    where = f"{' -> '.join(_shown(n) for n in names)}: " if names else ""
+    return f"{where}{os_reason(exc)}"
+
+
+def _shown(path: str) -> str:
+    """A path short enough for one line of an error message."""
+    return path if len(path) <= 80 else f"{path[:40]}...{path[-20:]}"
 
 
 def check_outputs(options: Mapping[str, Any]) -> None:
@@ -67,6 +103,18 @@ def check_output_path(path: str, flag: str = "the output") -> Path:
     written: a folder, a read-only file, a parent that is a file or not writable."""
     if not path.strip():
         raise ConfigError(f"{flag} needs a file path; got an empty one")
+    problem = path_problem(path)
+    if problem is not None:
+        raise ConfigError(f"cannot write {flag} {_shown(path)}: {problem}")
+    try:
+        return _check_output_path(path, flag)
+    except (OSError, RuntimeError) as exc:  # a loop of links, a name too long, ~nobody
+        if isinstance(exc, RuntimeError) and "home" in str(exc):
+            raise ConfigError(f"cannot write {flag} {path}: {exc}") from None
+        raise ConfigError(f"cannot write {flag} {path}: {os_reason(exc)}") from None
+
+
+def _check_output_path(path: str, flag: str) -> Path:
     target = Path(path).expanduser()
     if target.is_dir():
         raise ConfigError(
@@ -104,11 +152,11 @@ def write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` atomically: into a temporary file in the same folder,
     flushed to disk, then renamed over the target. A crash or a full disk leaves the old
     file (or none), never half of the new one."""
-    target = Path(path).expanduser()
-    if target.is_symlink():
-        target = target.resolve()  # replace the file the link points to, not the link
     tmp: Path | None = None
     try:
+        target = Path(path).expanduser()
+        if target.is_symlink():
+            target = target.resolve()  # replace the file the link points to, not the link
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         tmp = Path(name)
@@ -119,8 +167,8 @@ def write_text(path: str, text: str) -> None:
         os.chmod(tmp, _file_mode(target))  # mkstemp makes it private (0600)
         os.replace(tmp, target)
         tmp = None
-    except OSError as exc:
-        raise GreenRunnerError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except (OSError, RuntimeError) as exc:
+        raise GreenRunnerError(f"cannot write {path}: {os_reason(exc)}") from None
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,13 @@ if TYPE_CHECKING:
     from greenrunner.store import Experiment, ExperimentStore
 
 
-from greenrunner.commands._common import check_outputs, finish, parse_params, write_json
+from greenrunner.commands._common import (
+    check_outputs,
+    check_paths,
+    finish,
+    parse_params,
+    write_json,
+)
 from greenrunner.commands.advice import stage_weights, suggest
 
 DEMO_USE_CASE = (
@@ -46,7 +53,7 @@ def _select_on_source(
     from greenrunner.store import real_fingerprint, replay_fingerprint
 
     budget = Budget.parse(args.budget, args.budget_unit)
-    params = parse_params(getattr(args, "param", []))
+    params = _strategy_params(args)
     fingerprint: Callable[[], dict[str, Any]]
     with contextlib.ExitStack() as stack:
         if args.replay:
@@ -91,6 +98,15 @@ def _select_on_source(
             **params,
         ).with_unavailable(unavailable)
     return result, source, note
+
+
+def _strategy_params(args: argparse.Namespace) -> dict[str, Any]:
+    """``--param name=value`` pairs, checked against the strategy's declared parameters
+    (type and range), so a bad value fails the command at once, before any work."""
+    from greenrunner.strategies import check_params
+
+    pairs = getattr(args, "param", None) or []
+    return check_params(getattr(args, "strategy", "default"), parse_params(pairs))
 
 
 def _executor(args: argparse.Namespace) -> Executor:
@@ -142,6 +158,8 @@ def _open_real(args: argparse.Namespace, progress: Any) -> Any:
         progress=progress,
         # Absent from experiments stored before the option existed: the default then.
         max_image_pixels=getattr(args, "max_image_pixels", None),
+        # Never taken from a stored experiment: resume passes its own --allow-builder.
+        allow_builders=getattr(args, "allow_builder", None) or (),
     )
 
 
@@ -228,6 +246,7 @@ def _recorder(
 
 def cmd_select(args: argparse.Namespace, console: Console) -> None:
     weights = Weights.parse(args.weights)
+    _strategy_params(args)
     recorder = _recorder(args, console)
     executor = _executor(args)
     result, source, note = _select_on_source(args, console, lambda _: weights, executor, recorder)
@@ -241,21 +260,20 @@ def cmd_resume(args: argparse.Namespace, console: Console) -> None:
 
     from greenrunner.errors import DataError
     from greenrunner.result import SelectionResult
-    from greenrunner.store import ExperimentStore
+    from greenrunner.store import ExperimentStore, damaged, result_problem
 
     store = ExperimentStore(args.store, create=False)
     experiment = store.get(args.id)
-    settings = dict(experiment.settings)
-    for key in ("json", "report"):
-        settings[key] = getattr(args, key) or settings.get(key)
-    run_args = argparse.Namespace(**settings, store=args.store)
     if experiment.done:
         assert experiment.result is not None
-        console.print(f"Experiment {experiment.id} is already done; its stored result:")
+        problem = result_problem(experiment.result)
+        if problem is not None:
+            raise damaged(experiment.id, store.path, f"its stored result: {problem}")
         try:
             stored = SelectionResult.from_dict(experiment.result)
         except DataError:
             stored = None  # stored by another version: shown as JSON below
+        console.print(f"Experiment {experiment.id} is already done; its stored result:")
         if stored is not None:
             finish(args, console, stored, f"experiment {experiment.id} in {args.store}", "")
             return
@@ -263,6 +281,8 @@ def cmd_resume(args: argparse.Namespace, console: Console) -> None:
         if args.json:
             write_json(args.json, experiment.result)
         return
+    settings = _stored_settings(experiment.id, store.path, experiment.settings, args)
+    run_args = argparse.Namespace(**settings, store=args.store)
     # A resumed run writes where the original asked, unless told otherwise: check those
     # paths before any work too (the command's own options are checked in cli.main).
     check_outputs(settings)
@@ -274,8 +294,12 @@ def cmd_resume(args: argparse.Namespace, console: Console) -> None:
             run_args, console, lambda _: weights, executor, recorder
         )
     except GreenRunnerError as exc:
+        from greenrunner.adapters.builders import BuilderError
+
         if recorder.source_opened:
             raise
+        if isinstance(exc, BuilderError):  # about this command's --allow-builder/--trust
+            raise BuilderError(f"cannot resume experiment {experiment.id}: {exc}") from None
         raise type(exc)(
             f"cannot resume experiment {experiment.id}: {exc}; its source must still be where "
             "it was when the experiment started"
@@ -284,6 +308,94 @@ def cmd_resume(args: argparse.Namespace, console: Console) -> None:
         result = replace(result, staging=settings["staging"])
     finish(run_args, console, result, source, note)
     recorder.finish(result)
+
+
+def _stored_settings(
+    exp_id: int, path: Path, stored: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """A stored experiment's settings, checked by the rules of `select`'s own options
+    (types, choices, the parser's validators) before any is used: the store is a file
+    anyone who can write it may have edited. Trust and allowed builders are never taken
+    from it: they come from this resume command (``--trust``, ``--allow-builder``)."""
+    from greenrunner.cli import command_options
+    from greenrunner.store import SETTINGS_KEYS, damaged
+
+    unknown = sorted(set(stored) - SETTINGS_KEYS)
+    if unknown:
+        raise damaged(exp_id, path, f"unknown setting(s) {', '.join(map(repr, unknown[:5]))}")
+    options = command_options("select")
+    settings: dict[str, Any] = {}
+    for key in sorted(SETTINGS_KEYS - {"weights", "staging"}):
+        action = options[key]
+        if key not in stored:  # stored before the option existed: its default
+            settings[key] = action.default
+            continue
+        try:
+            settings[key] = _stored_option(action, stored[key])
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            raise damaged(exp_id, path, f"setting {key} = {stored[key]!r}: {exc}") from None
+    if settings["batch_size"] < 1:  # the parser takes any int; open_real refuses it
+        raise damaged(
+            exp_id, path, f"setting batch_size = {settings['batch_size']}: must be 1 or more"
+        )
+    if "weights" not in stored:
+        raise damaged(exp_id, path, "its settings have no weights")
+    staging = stored.get("staging")
+    if staging is not None and not isinstance(staging, dict):
+        raise damaged(exp_id, path, f"its staging record is {staging!r}, not a JSON object")
+    settings["staging"] = staging
+    if (settings["replay"] is None) == (settings["models"] is None):
+        raise damaged(exp_id, path, "its settings name neither a replay nor models (or both)")
+    try:
+        settings["weights"] = dict(Weights(stored["weights"]).values)
+        Budget.parse(settings["budget"], settings["budget_unit"])
+        _strategy_params(argparse.Namespace(**settings))
+        check_paths(settings)
+    except GreenRunnerError as exc:
+        raise damaged(exp_id, path, str(exc)) from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise damaged(exp_id, path, f"its weights {stored['weights']!r}: {exc}") from None
+    if settings["trust"] and not args.trust:
+        raise ConfigError(
+            f"experiment {exp_id} was started with --trust, which a resume does not take from "
+            "the store (anyone who can write the store could have set it): pass --trust to "
+            "`greenrunner resume` if you still trust its model files"
+        )
+    settings["trust"] = bool(args.trust)
+    settings["allow_builder"] = list(getattr(args, "allow_builder", None) or [])
+    for key in ("json", "report"):
+        settings[key] = getattr(args, key) or settings[key]
+    return settings
+
+
+def _stored_option(action: argparse.Action, value: Any) -> Any:
+    """One stored option, held to its parser action: a flag is true or false, a list of
+    text for a repeatable option, else what the option's type makes of its text; null
+    (an option the command that stored it did not have) is the option's default."""
+    if value is None:
+        return list(action.default) if isinstance(action.default, list) else action.default
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if isinstance(action, argparse._AppendAction):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of text")
+        return list(value)
+    convert = action.type
+    if convert is None or convert is str:
+        if not isinstance(value, str):
+            raise ValueError("must be text")
+        converted: Any = value
+    else:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number")
+        converted = convert(str(value))  # type: ignore[operator]  # the parser's own type
+        if isinstance(converted, float) and not math.isfinite(converted):
+            raise ValueError("must be a finite number")
+    if action.choices is not None and converted not in action.choices:
+        raise ValueError(f"must be one of {', '.join(map(str, action.choices))}")
+    return converted
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> None:
@@ -297,6 +409,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> None:
         from greenrunner.store import check_store_path
 
         check_store_path(Path(args.store), create=True)
+    _strategy_params(args)  # before the advisor and the staging prompt
     executor = _executor(args)
     suggestion = suggest(args, console)
     record = stage_weights(args, console, suggestion)

@@ -21,17 +21,21 @@ from greenrunner.commands._common import write_json
 
 
 def cmd_inspect(args: argparse.Namespace, console: Console) -> None:
+    from greenrunner.adapters.builders import BuilderPolicy
+    from greenrunner.evaluation.base import EvaluationError
     from greenrunner.evaluation.cache import PredictionCache
     from greenrunner.evaluation.inference import measure_models
     from greenrunner.render import print_inspection, progress_bar
     from greenrunner.repositories.models import open_models
 
+    policy = BuilderPolicy(args.allow_builder)
     repo = open_models(args.models)
     specs = list(repo.specs)
     if args.trust:
         from dataclasses import replace
 
         specs = [replace(s, trust=True) for s in specs]
+    policy.check_specs(specs)  # before any model's module is imported
     cache = None if args.no_cache else PredictionCache()
     with progress_bar(console) as progress:
         rows = measure_models(specs, cache=cache, progress=progress)
@@ -39,6 +43,12 @@ def cmd_inspect(args: argparse.Namespace, console: Console) -> None:
     if args.json:
         write_json(args.json, rows)
         console.print(f"Written to {args.json}")
+    failed = [row for row in rows if row.get("status") != "ok"]
+    if rows and len(failed) == len(rows):
+        raise EvaluationError(
+            f"none of the {len(rows)} model(s) in {repo.name} could be loaded and measured "
+            f"(first: {failed[0]['name']}: {failed[0].get('note', '')}); see the table above"
+        )
 
 
 def cmd_study(args: argparse.Namespace, console: Console) -> None:
@@ -81,6 +91,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> None:
         MB,
         WebSettings,
         default_data_dir,
+        parse_proxies,
         resolve_token,
     )
 
@@ -100,7 +111,10 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> None:
         workers=args.workers,
         lease_seconds=args.lease_seconds,
         max_upload_bytes=int(args.max_upload_mb * MB),
+        check_memory_bytes=args.check_memory_mb * MB,
+        check_seconds=args.check_seconds,
         builders=(*DEFAULT_BUILDERS, *args.allow_builder),
+        forwarded_allow_ips=parse_proxies(args.forwarded_allow_ips),
         advisor=ProviderSettings(
             provider=args.provider,
             base_url=args.base_url,

@@ -111,42 +111,97 @@ def _check_declared(
         )
 
 
-def _npy_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Each array's shape and dtype in a .npz, read from the .npy headers alone."""
+# The arrays a dataset .npz may hold; members are read by these keys only.
+NPZ_ARRAYS = ("images", "labels", "class_names")
+# More members than a dataset needs by far; bounds the header reads of a hostile file.
+MAX_NPZ_MEMBERS = 64
+# Without class_names the classes are 0..max(label): a label of 10**18 would make a list
+# of 10**18 names. Past this many classes, name them.
+MAX_UNNAMED_CLASSES = 100_000
+
+Member = tuple[zipfile.ZipInfo, tuple[int, ...], np.dtype]
+
+
+def _npz_members(archive: zipfile.ZipFile, path: Path) -> dict[str, Member]:
+    """Each array's key, zip entry, shape and dtype, from its .npy header alone.
+
+    numpy's ``NpzFile`` answers a key from the raw member name as well as from
+    ``key.npy`` (the raw name wins), returns a member without the .npy magic as raw bytes,
+    and a zip may hold two entries of one name. So every member must be exactly
+    ``<key>.npy`` with a distinct key, each is checked by its content (the .npy header,
+    whatever the name says), and the arrays are later read from these very entries.
+    """
     fmt = np.lib.format
-    out = {}
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            with archive.open(info) as f:
+    infos = archive.infolist()
+    if len(infos) > MAX_NPZ_MEMBERS:
+        raise DataError(
+            f"{path}: holds {len(infos):,} members; a dataset .npz holds the arrays "
+            f"{', '.join(NPZ_ARRAYS)} (np.savez(path, images=..., labels=...))"
+        )
+    out: dict[str, Member] = {}
+    for info in infos:
+        name = info.filename
+        key = name.removesuffix(".npy")
+        if key == name or not key or info.is_dir():
+            raise DataError(
+                f"{path}: member {name[:100]!r} is not an array file <name>.npy; a dataset "
+                f".npz holds only .npy arrays ({', '.join(NPZ_ARRAYS)}), as np.savez writes"
+            )
+        if key in out:
+            raise DataError(f"{path}: holds the array {key[:100]!r} twice; keep one")
+        with archive.open(info) as f:
+            try:
                 version = fmt.read_magic(f)
-                read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-                shape, _, dtype = read(f)
-            out[info.filename[: -len(".npy")]] = (tuple(int(d) for d in shape), dtype)
+            except ValueError:
+                raise DataError(
+                    f"{path}: member {name[:100]!r} is not a .npy array (no .npy header)"
+                ) from None
+            if version not in ((1, 0), (2, 0)):
+                raise DataError(
+                    f"{path}: member {name[:100]!r} is .npy format {version}; save plain "
+                    "numeric or text arrays (np.savez writes format 1.0)"
+                )
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(f)
+        if dtype.hasobject or dtype.kind == "V":
+            raise DataError(
+                f"{path}: array {key[:100]!r} has dtype {dtype}; object and structured arrays "
+                "are refused (loading them can run code): save plain numeric or text arrays"
+            )
+        out[key] = (info, tuple(int(d) for d in shape), dtype)
     return out
 
 
 def npz_dataset(path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ArrayDataset:
-    """``images`` and ``labels`` arrays, optional ``class_names``."""
+    """``images`` and ``labels`` arrays, optional ``class_names``; nothing else is read."""
     limit = check_max_pixels(max_image_pixels)
+    fmt = np.lib.format
     try:
-        headers = _npy_headers(path)
-        if "images" in headers:
-            total = sum(prod(shape) * dtype.itemsize for shape, dtype in headers.values())
-            _check_declared(path, headers["images"][0], total, limit)
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        with zipfile.ZipFile(path) as archive:
+            members = _npz_members(archive, path)
+            missing = {"images", "labels"} - set(members)
+            if missing:
+                raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}")
+            wanted = {k: members[k] for k in NPZ_ARRAYS if k in members}
+            total = sum(prod(shape) * dtype.itemsize for _, shape, dtype in wanted.values())
+            _check_declared(path, members["images"][1], total, limit)
+            arrays = {}
+            for key, (info, _, _) in wanted.items():
+                with archive.open(info) as f:
+                    arrays[key] = fmt.read_array(f, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    missing = {"images", "labels"} - set(arrays)
-    if missing:
-        raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}")
     labels = arrays["labels"]
     if "class_names" in arrays:
         classes: Sequence[str] = [str(c) for c in arrays["class_names"]]
     elif labels.dtype.kind in "iu":
-        classes = [str(k) for k in range(int(labels.max()) + 1 if len(labels) else 0)]
+        top = int(labels.max()) if labels.size else -1
+        if top >= MAX_UNNAMED_CLASSES:
+            raise DataError(
+                f"{path}: labels go up to {top:,}, so the classes would be 0..{top:,}; add a "
+                "class_names array naming each class (labels index into it)"
+            )
+        classes = [str(k) for k in range(top + 1)]
     else:
         classes = sorted({str(v) for v in labels})
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from greenrunner.errors import DataError
+from greenrunner.textfiles import os_reason, path_problem, read_text
 
 
 def normalise(name: str) -> str:
@@ -130,9 +131,20 @@ def bundled_label_maps() -> dict[str, Path]:
 
 def resolve_label_map(where: str | Path) -> Path:
     """A mapping file's path, or the bundled map of that name."""
-    path = Path(where).expanduser()
-    if path.exists():
-        return path
+    if not isinstance(where, str | Path):
+        raise DataError(
+            f"label map must be a file path or a bundled map's name; got {where!r} "
+            f"({type(where).__name__})"
+        )
+    problem = path_problem(str(where))
+    if problem is not None:
+        raise DataError(f"--label-map {str(where)[:80]}: cannot be a path: {problem}")
+    try:
+        path = Path(where).expanduser()
+        if path.exists():
+            return path
+    except (OSError, RuntimeError) as exc:
+        raise DataError(f"--label-map {where}: {os_reason(exc)}") from None
     bundled = bundled_label_maps()
     if str(where) in bundled:
         return bundled[str(where)]
@@ -144,13 +156,13 @@ def resolve_label_map(where: str | Path) -> Path:
 
 def load_mapping_file(path: Path) -> dict[str, list[str]]:
     """A mapping from JSON ({target: name, or [names], or "a; b"}) or CSV (target,model)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the label map: {exc.strerror or exc}") from None
+    text = read_text(path, "the label map")
     out: dict[str, list[str]] = {}
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
+        try:
+            rows = list(csv.DictReader(text.splitlines()))
+        except csv.Error as exc:
+            raise DataError(f"{path}: not a readable CSV file ({exc})") from None
         if not rows or not {"target", "model"} <= set(rows[0]):
             raise DataError(f"{path}: a CSV label map needs a header with columns target,model")
         for i, row in enumerate(rows, start=2):

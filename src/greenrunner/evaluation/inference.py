@@ -5,14 +5,15 @@ compute is spent (class names, label mapping), then loads and measures each mode
 parameters, MACs per sample; measurements are cached by model key). A model that
 cannot be loaded or run is reported as unavailable with its reason and left out; the rest
 go on. :class:`InferenceEvaluator` then answers the engine's calls: one pull of a model on
-k samples is one batched forward pass (in chunks of ``batch_size``). The batch is built one
-sample at a time: each image is decoded (a very large one at a reduced scale), prepared to
-the model's input and released before the next is decoded, so memory holds at most one
-full-size image besides the model-size batch. Samples are decoded once per input size and
-prepared once per preprocessing setting (memoised within a byte budget), and predictions
-are cached on disk under a key that covers everything that decides them (see
-:mod:`greenrunner.evaluation.cache`), so a second run on the same models, settings and
-data costs no inference at all.
+k samples is one batched forward pass, in chunks of ``batch_size`` samples or fewer: no
+chunk's input array is over ``batch_bytes`` (:func:`batch_rows`), whatever the model's
+input size. The batch is built one sample at a time: each image is decoded (a very large
+one at a reduced scale), prepared to the model's input and released before the next is
+decoded, so memory holds at most one full-size image besides the batch. Samples are
+decoded once per input size and prepared once per preprocessing setting (memoised within a
+byte budget), and predictions are cached on disk under a key that covers everything that
+decides them (see :mod:`greenrunner.evaluation.cache`), so a second run on the same models,
+settings and data costs no inference at all.
 """
 
 from __future__ import annotations
@@ -41,9 +42,19 @@ ProgressFn = Callable[[str, int, int, str], None]
 
 # Decoded and prepared samples are memoised up to this many bytes each (LRU beyond it).
 MEMO_BYTES = 1 << 30
-# A decoded image larger than this is not memoised: it is decoded again if needed, rather
-# than a few of them filling the memo (about 10 MP in RGB).
+# A decoded image or prepared sample larger than this is not memoised: it is made again if
+# needed, rather than a few of them filling the memo (about 10 MP decoded in RGB, 2.8 MP
+# prepared).
 MEMO_IMAGE_BYTES = 32 << 20
+# No batch's input array is larger than this: a model with large inputs gets fewer samples
+# per forward pass (down to one), not a larger array.
+BATCH_BYTES = 256 << 20
+
+
+def batch_rows(spec: Preprocessing, batch_size: int, budget: int = BATCH_BYTES) -> int:
+    """Samples per forward pass: ``batch_size``, or fewer where that many prepared samples
+    would be over ``budget`` bytes; at least one."""
+    return max(1, min(batch_size, budget // spec.sample_bytes))
 
 
 class _ByteLRU:
@@ -86,6 +97,7 @@ class InferenceEvaluator:
     cache: PredictionCache | None = None
     batch_size: int = 64
     max_loaded: int = 4  # models kept in memory at once
+    batch_bytes: int = BATCH_BYTES  # the largest input array of one forward pass
     progress: ProgressFn | None = None
     served_from_cache: int = 0
     computed: int = 0
@@ -123,6 +135,7 @@ class InferenceEvaluator:
             cache=self.cache,
             batch_size=self.batch_size,
             max_loaded=1,
+            batch_bytes=self.batch_bytes,
         )
 
     # Pickled (shipped to a remote worker) without what belongs to this process: loaded
@@ -134,6 +147,7 @@ class InferenceEvaluator:
             "cache": self.cache,
             "batch_size": self.batch_size,
             "max_loaded": self.max_loaded,
+            "batch_bytes": self.batch_bytes,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -166,7 +180,8 @@ class InferenceEvaluator:
         x = self._prepared.get((setting, i))
         if x is None:
             x = prepare([self._decoded(i, spec.fit)], spec)[0]
-            self._prepared.put((setting, i), x)
+            if x.nbytes <= MEMO_IMAGE_BYTES:  # a huge input is prepared again if needed
+                self._prepared.put((setting, i), x)
         return x
 
     def identity(self, name: str) -> str:
@@ -190,8 +205,9 @@ class InferenceEvaluator:
         adapter = self.adapter(name)
         n_classes = len(model.label_map.model_classes)
         preds = np.empty(len(ids), dtype=np.int64)
-        for start in range(0, len(ids), self.batch_size):
-            chunk = list(ids[start : start + self.batch_size])
+        rows = batch_rows(adapter.preprocessing, self.batch_size, self.batch_bytes)
+        for start in range(0, len(ids), rows):
+            chunk = list(ids[start : start + rows])
             logits = adapter.predict(self.batch(adapter.preprocessing, chunk))
             if logits.shape != (len(chunk), n_classes):
                 raise EvaluationError(
@@ -210,8 +226,11 @@ class InferenceEvaluator:
             raise EvaluationError(f"no model named {name!r} in this repository")
         ids = [int(i) for i in sample_ids]
         view = model.label_map.view()
+        n_classes = len(model.label_map.model_classes)  # a cached index must be below it
         found = (
-            self.cache.get(model.key, self._data_fp, view, np.asarray(ids)) if self.cache else {}
+            self.cache.get(model.key, self._data_fp, view, np.asarray(ids), n_classes)
+            if self.cache
+            else {}
         )
         missing = [i for i in ids if i not in found]
         if missing:

@@ -15,6 +15,27 @@ class ReplayEvaluator:
     """Answers from an N x K boolean matrix whose column j belongs to ``names[j]``."""
 
     def __init__(self, correct: np.ndarray, names: Sequence[str]) -> None:
+        if isinstance(names, str | bytes) or not isinstance(names, Sequence):
+            raise ConfigError(
+                f"replay names must be a list of model names (one per column); got {names!r}"
+            )
+        if not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"replay names must be non-empty strings; got {list(names)!r}")
+        if len(set(names)) != len(names):
+            raise ConfigError("replay names must be unique (one per column)")
+        if not isinstance(correct, np.ndarray):
+            try:  # a list of lists is fine; anything ragged or non-numeric is not
+                correct = np.asarray(correct)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"replay matrix must be an N x {len(names)} array of booleans; got "
+                    f"{type(correct).__name__} ({exc})"
+                ) from None
+            if correct.dtype == object:
+                raise ConfigError(
+                    f"replay matrix must be an N x {len(names)} array of booleans; got a "
+                    f"{type(correct).__name__} of other objects"
+                )
         if correct.ndim != 2 or correct.shape[1] != len(names):
             raise ConfigError(
                 f"replay matrix must be N x {len(names)} (one column per model); "
@@ -43,4 +64,10 @@ class ReplayEvaluator:
             raise ConfigError(f"the replay has no model named {name!r}") from None
 
     def evaluate(self, candidate: Candidate, sample_ids: np.ndarray) -> np.ndarray:
-        return np.asarray(self._correct[sample_ids, self.column(candidate.name)])
+        column = self.column(candidate.name)
+        try:
+            return np.asarray(self._correct[sample_ids, column])
+        except IndexError:
+            raise ConfigError(
+                f"sample ids must be in [0, {self.n_samples}); got {sample_ids!r}"
+            ) from None

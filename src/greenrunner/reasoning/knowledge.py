@@ -15,8 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from greenrunner.errors import ConfigError
+from greenrunner.errors import ConfigError, DataError
 from greenrunner.reasoning.suggestion import CORE_METRICS
+from greenrunner.textfiles import read_text
 
 EXTRA_METRICS = ("latency", "memory", "energy")
 _LEVELS = ("high", "medium", "low")
@@ -93,11 +94,9 @@ def load_knowledge(path: str | Path | None = None) -> Knowledge:
     """Read and check the knowledge file (the bundled one unless ``path`` is given)."""
     source = Path(path) if path is not None else default_knowledge_path()
     try:
-        raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read advisor knowledge {source}: {exc.strerror or exc}"
-        ) from None
+        raw = tomllib.loads(read_text(source, "the advisor knowledge file"))
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"advisor knowledge {source} is not valid TOML: {exc}") from None
     where = str(source)

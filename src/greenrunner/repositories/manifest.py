@@ -31,6 +31,7 @@ target lies inside the upload, checked on the very path the loader goes on to us
 from __future__ import annotations
 
 import math
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -39,6 +40,7 @@ from typing import Any
 from greenrunner.adapters.base import FORMATS, ModelSpec
 from greenrunner.errors import ConfigError, DataError
 from greenrunner.preprocessing import Preprocessing
+from greenrunner.textfiles import os_reason, path_problem, read_text
 
 MODEL_KEYS = {
     "name",
@@ -61,10 +63,7 @@ REPO_KEYS = {"name", "description", "classes_file", "classes", "preprocessing"}
 
 def read_classes(path: Path) -> tuple[str, ...]:
     """Class names, one per line in index order (blank trailing lines ignored)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the class list: {exc.strerror or exc}") from None
+    lines = read_text(path, "the class list").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     names = tuple(line.strip() for line in lines)
@@ -85,11 +84,23 @@ def manifest_path(base: Path, value: object, where: str, *, within: Path | None 
     """
     if not isinstance(value, str) or not value:
         raise DataError(f"{where}: must be a path (a non-empty string); got {value!r}")
+    if within is not None:
+        _plain_relative(value, where)  # an upload's own rule first (it names the zip)
+    problem = path_problem(value)
+    if problem is not None:
+        raise DataError(f"{where}: {value[:80]!r} cannot be a path: {problem}")
     if within is None:
-        path = Path(value).expanduser()
+        try:
+            path = Path(value).expanduser()
+        except RuntimeError:  # ~name of a user this system does not have
+            raise DataError(
+                f"{where}: {value!r} starts with ~ but names no user's home folder here"
+            ) from None
         return path if path.is_absolute() else base / path
-    _plain_relative(value, where)
-    resolved = (base / value).resolve()
+    try:
+        resolved = (base / value).resolve()
+    except (OSError, RuntimeError) as exc:
+        raise DataError(f"{where}: {value!r} cannot be used: {os_reason(exc)}") from None
     if not resolved.is_relative_to(within.resolve()):
         raise DataError(
             f"{where}: {value!r} must be a relative path inside the zip; it leads outside "
@@ -192,8 +203,7 @@ def _model(
     path = None
     if "path" in entry:
         path = manifest_path(base, entry["path"], f"{where}: path", within=within)
-        if not path.is_file():
-            raise DataError(f"{where}: model file not found: {path}")
+        _check_model_file(path, where)
     elif entry["format"] != "torchvision":
         raise DataError(f'{where}: format {entry["format"]} needs path = "..."')
     card = entry.get("card_accuracy")
@@ -241,6 +251,18 @@ def _model(
         raise DataError(f"{where}: {exc}") from None
 
 
+def _check_model_file(path: Path, where: str) -> None:
+    """The model file exists and is a regular file (read later, by the adapter)."""
+    try:
+        st = path.stat()
+    except (OSError, RuntimeError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise DataError(f"{where}: model file not found: {path}") from None
+        raise DataError(f"{where}: cannot use the model file {path}: {os_reason(exc)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{where}: the model file {path} is not a regular file")
+
+
 def _check_builder_text(builder: str, where: str) -> None:
     """The reference's form, checked when the manifest is read (nothing is imported)."""
     from greenrunner.adapters.builders import BuilderError, parse_builder
@@ -254,10 +276,9 @@ def _check_builder_text(builder: str, where: str) -> None:
 def load_manifest(path: Path, *, within: Path | None = None) -> tuple[str, str, list[ModelSpec]]:
     """(repository name, description, model specs) from a manifest file; ``within`` (an
     upload's folder) confines every path the manifest names to that folder."""
+    text = read_text(path, "the manifest")
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the manifest: {exc.strerror or exc}") from None
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DataError(f"{path}: not valid TOML: {exc}") from None
     unknown = set(doc) - {"repository", "models"}

@@ -20,18 +20,18 @@ from greenrunner.errors import ConfigError, DataError
 from greenrunner.evaluation.base import EvaluationError
 from greenrunner.preprocessing import Preprocessing
 from greenrunner.repositories.manifest import PREP_KEYS, parse_preprocessing, read_classes
+from greenrunner.textfiles import read_text
 
 SIDECAR_KEYS = PREP_KEYS | {"classes", "card_accuracy", "license"}
 CLASSES_FILE = "classes.txt"
 
 
 def _sidecar(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         return {}
+    text = read_text(path, "the sidecar")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the sidecar: {exc.strerror or exc}") from None
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -110,7 +110,7 @@ def load_onnx_folder(path: Path) -> list[ModelSpec]:
     specs = []
     for model in models:
         sidecar = model.with_suffix(".json")
-        where = str(sidecar)
+        where = f"{sidecar} (model {model.stem!r})"
         side = _sidecar(sidecar)
         classes = _classes(side, default_classes, where)
         if classes is None:

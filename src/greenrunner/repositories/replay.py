@@ -9,16 +9,21 @@ A folder with ``models.csv`` (column ``name`` required; ``size_mb``, ``mmacs``,
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
+import stat
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from greenrunner.candidates import Candidate
 from greenrunner.errors import DataError, GreenRunnerError
 from greenrunner.evaluation.replay import ReplayEvaluator
+from greenrunner.textfiles import os_reason, path_problem, read_text
 
 OPTIONAL_COLUMNS = ("size_mb", "mmacs", "params_m", "benchmark_accuracy", "license")
 
@@ -41,13 +46,25 @@ def bundled_replays() -> dict[str, Path]:
 
 
 def resolve_replay(where: str | Path) -> Path:
+    if not isinstance(where, str | Path):
+        raise DataError(
+            f"replay must be a folder path or a bundled replay's name; got {where!r} "
+            f"({type(where).__name__})"
+        )
+    problem = path_problem(str(where))
+    if problem is not None:
+        raise DataError(f"replay {str(where)[:80]!r} cannot be a path: {problem}")
     path = Path(where)
-    if path.is_dir():
-        return path
+    try:
+        if path.is_dir():
+            return path
+        exists = path.exists()
+    except OSError as exc:
+        raise DataError(f"replay {str(where)!r}: {os_reason(exc)}") from None
     bundled = bundled_replays()
     if str(where) in bundled:
         return bundled[str(where)]
-    if path.exists():
+    if exists:
         raise DataError(f"replay {str(where)!r} is a file; give the folder that holds models.csv")
     names = ", ".join(bundled) or "none installed"
     raise DataError(
@@ -72,15 +89,15 @@ def _float(path: Path, row: int, column: str, raw: str) -> float | None:
 
 
 def read_models_csv(path: Path) -> list[Candidate]:
-    if not path.is_file():
+    if not _exists(path):
         raise DataError(f"{path} is missing; a replay folder needs models.csv with a 'name' column")
+    text = read_text(path, "the replay's model list")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = list(reader)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: not a readable UTF-8 CSV file ({exc})") from None
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        rows = list(reader)
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
     if "name" not in header:
         raise DataError(
             f"{path}: missing required column 'name' (found: {', '.join(header) or 'no header'})"
@@ -125,14 +142,69 @@ def read_models_csv(path: Path) -> list[Candidate]:
     return candidates
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _exists(path: Path) -> bool:
+    """Whether something is at ``path`` (what it is, the reader checks)."""
     try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+        return path.exists() or path.is_symlink()
+    except OSError as exc:
+        raise DataError(f"{path}: {os_reason(exc)}") from None
+
+
+# The dtypes a replay's arrays may have (booleans, integers, floats, strings): the header
+# must say one of these before a byte of the data is read.
+_NPY_KINDS = "biufU"
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """The array in a .npy file whose header was checked first: the array's declared shape
+    and dtype must account for the file's size exactly, so a header that claims terabytes
+    is refused before numpy allocates them."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise DataError(f"{path}: not a regular file")
+            shape, dtype = _npy_header(fh, path)
+            expected = math.prod(shape) * dtype.itemsize
+            if st.st_size - fh.tell() != expected:
+                raise DataError(
+                    f"{path}: its header declares a {' x '.join(map(str, shape))} array of "
+                    f"{dtype} ({expected:,} bytes of data) but the file holds "
+                    f"{st.st_size - fh.tell():,}; the file is damaged or not what it claims"
+                )
+            fh.seek(0)
+            array = np.load(fh, allow_pickle=False)
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, RuntimeError) as exc:
+        detail = os_reason(exc) if isinstance(exc, OSError | RuntimeError) else str(exc)
+        raise DataError(f"{path}: not a readable .npy array ({detail})") from None
     if not isinstance(array, np.ndarray):
         raise DataError(f"{path}: expected one array, found an archive")
     return array
+
+
+def _npy_header(fh: BinaryIO, path: Path) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """(shape, dtype) from a .npy header (versions 1 and 2), the file left at the data."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            raise DataError(f"{path}: .npy format version {version} is not supported (1 or 2)")
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+    del fortran  # either order reads back the same
+    if dtype.hasobject or dtype.kind not in _NPY_KINDS or dtype.fields is not None:
+        raise DataError(
+            f"{path}: expected numbers, booleans or strings, got dtype {dtype} in its header"
+        )
+    return tuple(int(n) for n in shape), dtype
 
 
 def _check_matrix(path: Path, array: np.ndarray, k: int) -> None:
@@ -158,14 +230,14 @@ def correctness(folder: Path, k: int) -> np.ndarray:
     """The N x K correctness matrix from correct.npy, or predictions.npy + labels.npy."""
     correct_path = folder / "correct.npy"
     pred_path, label_path = folder / "predictions.npy", folder / "labels.npy"
-    if correct_path.is_file():
+    if _exists(correct_path):
         correct = _load_npy(correct_path)
         _check_matrix(correct_path, correct, k)
         if correct.dtype.kind != "b" and not np.isin(correct, (0, 1)).all():
             raise DataError(f"{correct_path}: values must be booleans (or 0/1)")
         return correct.astype(bool)
-    if pred_path.is_file():
-        if not label_path.is_file():
+    if _exists(pred_path):
+        if not _exists(label_path):
             raise DataError(
                 f"{label_path} is missing; predictions.npy needs labels.npy (one label per sample)"
             )
@@ -196,9 +268,8 @@ def load_replay(where: str | Path) -> ReplayRepository:
     candidates = read_models_csv(folder / "models.csv")
     correct = correctness(folder, len(candidates))
     readme = folder / "README.md"
-    description = (
-        readme.read_text(encoding="utf-8").strip().splitlines()[0] if readme.is_file() else ""
-    )
+    lines = read_text(readme, "the replay's README").strip().splitlines() if _exists(readme) else []
+    description = lines[0] if lines else ""
     return ReplayRepository(
         name=folder.name,
         path=folder,

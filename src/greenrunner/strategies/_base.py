@@ -12,12 +12,13 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
 
-from greenrunner.errors import ConfigError
 from greenrunner.history import History
+from greenrunner.strategies._params import Param, check, declared
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,32 @@ class Decision:
 
 
 class Strategy(ABC):
-    """Base class; subclasses set ``name`` and ``summary`` and implement :meth:`ask`."""
+    """Base class; subclasses set ``name`` and ``summary`` and implement :meth:`ask`.
+
+    Parameters are declared as class attributes (``delta: float = probability(0.05)``, see
+    :mod:`greenrunner.strategies._params`), never by a constructor of the subclass: this
+    one checks every keyword against the declarations, so a wrong type or a value out of
+    range is a ConfigError however the strategy is made (registry, CLI, web, Python).
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str]
     # Strategies that evaluate nothing (the benchmark baseline) or everything (brute force)
     # are baselines; the rest spend a budget.
     baseline: ClassVar[bool] = False
+    # name -> declaration, gathered from the class and its bases when the class is made.
+    parameters: ClassVar[Mapping[str, Param]] = MappingProxyType({})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.parameters = MappingProxyType(declared(cls))
+
+    def __init__(self, **params: Any) -> None:
+        label = getattr(type(self), "name", type(self).__name__)
+        values = {key: p.default for key, p in self.parameters.items()}
+        values.update(check(label, self.parameters, params))
+        for key, value in values.items():
+            setattr(self, key, value)
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         """Called once before the first ``ask``; ``rng`` is the strategy's own seeded stream."""
@@ -48,7 +68,7 @@ class Strategy(ABC):
 
     def params(self) -> dict[str, Any]:
         """The strategy's settings, recorded in the result."""
-        return {}
+        return {key: getattr(self, key) for key in self.parameters}
 
     def estimate(self, history: History) -> np.ndarray | None:
         """Accuracy estimates (NaN where unknown) to rank by, or None for the plain
@@ -79,22 +99,6 @@ def auto_batch(history: History, rounds: int = 100) -> int:
     mean_cost = float(np.mean(history.cost_per_call[active])) or 1.0
     budget_calls = history.remaining_budget / mean_cost
     return max(1, math.ceil(min(budget_calls, unseen_pairs(history)) / rounds))
-
-
-def check_probability(name: str, value: float, *, open_low: bool = True) -> float:
-    ok = (0 < value < 1) if open_low else (0 <= value < 1)
-    if not isinstance(value, int | float) or not ok:
-        bounds = "(0, 1)" if open_low else "[0, 1)"
-        raise ConfigError(f"{name} must be in {bounds}; got {value!r}")
-    return float(value)
-
-
-def check_positive_int(name: str, value: int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
-    return value
 
 
 def round_size(history: History, batch: int | None) -> tuple[int, float]:

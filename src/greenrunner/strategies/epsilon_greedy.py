@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from greenrunner.history import History
@@ -11,22 +9,17 @@ from greenrunner.strategies._base import (
     Decision,
     Strategy,
     allocate,
-    check_positive_int,
-    check_probability,
     round_size,
 )
+from greenrunner.strategies._params import batch_param, probability
 
 
 class EpsilonGreedy(Strategy):
     name = "epsilon_greedy"
     summary = "paper: with probability epsilon a random model, else the best estimated reward"
 
-    def __init__(self, epsilon: float = 0.1, batch: int | None = None) -> None:
-        self.epsilon = check_probability("epsilon", epsilon)
-        self.batch = check_positive_int("batch", batch)
-
-    def params(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "batch": self.batch}
+    epsilon: float = probability(0.1, help="probability of exploring a random model")
+    batch: int | None = batch_param()
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)

@@ -8,8 +8,6 @@ models: model-card accuracy as a learned predictor, and shrinkage of little-seen
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from greenrunner.history import History
@@ -17,10 +15,9 @@ from greenrunner.strategies._base import (
     Decision,
     Strategy,
     allocate,
-    check_positive_int,
-    check_probability,
     round_size,
 )
+from greenrunner.strategies._params import batch_param, probability
 from greenrunner.strategies._prior import posterior, posterior_draws, posterior_pool_mean
 from greenrunner.strategies.thompson import MAX_DRAWS
 
@@ -29,12 +26,8 @@ class PriorTopTwo(Strategy):
     name = "prior_top_two"
     summary = "top-two Thompson on an empirical-Bayes prior learned from model cards and results"
 
-    def __init__(self, beta: float = 0.5, batch: int | None = None) -> None:
-        self.beta = check_probability("beta", beta)
-        self.batch = check_positive_int("batch", batch)
-
-    def params(self) -> dict[str, Any]:
-        return {"beta": self.beta, "batch": self.batch}
+    beta: float = probability(0.5, help="probability of pulling the leader, not its challenger")
+    batch: int | None = batch_param()
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)

@@ -11,14 +11,13 @@ stops by itself once one model is left, or when every rival is within ``toleranc
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
-from greenrunner.errors import ConfigError
 from greenrunner.history import History
 from greenrunner.stats import serfling_radius
-from greenrunner.strategies._base import Decision, Strategy, check_probability
+from greenrunner.strategies._base import Decision, Strategy
+from greenrunner.strategies._params import number, probability
 from greenrunner.strategies._rounds import affordable_prefix, extend_to
 
 
@@ -42,15 +41,15 @@ class Racing(Strategy):
         "best-arm identification: drop models the leader beats with confidence; stops when certain"
     )
 
-    def __init__(self, delta: float = 0.05, growth: float = 1.3, tolerance: float = 0.0) -> None:
-        self.delta = check_probability("delta", delta)
-        if not isinstance(growth, int | float) or not growth > 1:
-            raise ConfigError(f"growth must be a number above 1; got {growth!r}")
-        self.growth = float(growth)
-        self.tolerance = check_probability("tolerance", tolerance, open_low=False)
-
-    def params(self) -> dict[str, Any]:
-        return {"delta": self.delta, "growth": self.growth, "tolerance": self.tolerance}
+    delta: float = probability(0.05, help="error probability: eliminate with confidence 1 - delta")
+    # Each round's common prefix is ``growth`` times the last; 100 already jumps from a
+    # dozen samples to the whole of most pools.
+    growth: float = number(
+        1.3, low=1, high=100, low_open=True, help="prefix growth factor from round to round"
+    )
+    tolerance: float = probability(
+        0.0, low_open=False, help="stop once every rival is within this much of the leader"
+    )
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)

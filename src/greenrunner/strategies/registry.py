@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from greenrunner.errors import ConfigError
 from greenrunner.strategies._base import Strategy
+from greenrunner.strategies._params import check, shown
 
 # name -> "module:Class"; imported lazily so listing strategies stays cheap.
 _MODULES: dict[str, str] = {
@@ -46,19 +47,21 @@ def strategy_class(name: str) -> type[Strategy]:
     return found
 
 
-def create(name: str, **params: Any) -> Strategy:
-    """A fresh strategy instance; unknown parameters are refused with the accepted ones."""
+def check_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The given parameters of strategy ``name``, each converted to its declared type and
+    checked against its range (see ``_params``); ConfigError for an unknown strategy, an
+    unknown parameter or a bad value. Every entry point checks through here or through
+    the constructor, which runs the same check."""
     cls = strategy_class(name)
-    accepted = [
-        p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")
-    ]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"strategy {name!r} has no parameter {', '.join(map(repr, unknown))}; "
-            f"it takes: {', '.join(accepted) or 'no parameters'}"
-        )
-    return cls(**params)
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"strategy parameters must be name: value pairs; got {shown(params)}")
+    return check(cls.name, cls.parameters, params)
+
+
+def create(name: str, **params: Any) -> Strategy:
+    """A fresh strategy instance; unknown parameters are refused with the accepted ones,
+    bad values with the rule they break."""
+    return strategy_class(name)(**check_params(name, params))
 
 
 def describe() -> list[tuple[str, str]]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from greenrunner.history import History
@@ -11,10 +9,10 @@ from greenrunner.strategies._base import (
     Decision,
     Strategy,
     allocate,
-    check_positive_int,
     finite_pool_posterior,
     round_size,
 )
+from greenrunner.strategies._params import batch_param
 
 MAX_DRAWS = 32
 
@@ -23,11 +21,7 @@ class Thompson(Strategy):
     name = "thompson"
     summary = "paper: pull the model whose posterior reward draw is highest (Beta-Bernoulli)"
 
-    def __init__(self, batch: int | None = None) -> None:
-        self.batch = check_positive_int("batch", batch)
-
-    def params(self) -> dict[str, Any]:
-        return {"batch": self.batch}
+    batch: int | None = batch_param()
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)

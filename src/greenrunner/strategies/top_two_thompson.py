@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from greenrunner.history import History
@@ -11,11 +9,10 @@ from greenrunner.strategies._base import (
     Decision,
     Strategy,
     allocate,
-    check_positive_int,
-    check_probability,
     finite_pool_posterior,
     round_size,
 )
+from greenrunner.strategies._params import batch_param, probability
 from greenrunner.strategies.thompson import MAX_DRAWS
 
 
@@ -23,12 +20,8 @@ class TopTwoThompson(Strategy):
     name = "top_two_thompson"
     summary = "best-arm identification: pull the posterior leader, or its challenger (prob. 1-beta)"
 
-    def __init__(self, beta: float = 0.5, batch: int | None = None) -> None:
-        self.beta = check_probability("beta", beta)
-        self.batch = check_positive_int("batch", batch)
-
-    def params(self) -> dict[str, Any]:
-        return {"beta": self.beta, "batch": self.batch}
+    beta: float = probability(0.5, help="probability of pulling the leader, not its challenger")
+    batch: int | None = batch_param()
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any
 
 import numpy as np
 
-from greenrunner.errors import ConfigError
 from greenrunner.history import History
-from greenrunner.strategies._base import Decision, Strategy, check_positive_int, round_size
+from greenrunner.strategies._base import Decision, Strategy, round_size
+from greenrunner.strategies._params import batch_param, number
 
 
 class UCB(Strategy):
     name = "ucb"
     summary = "paper: UCB1 on the reward (estimated accuracy term plus an exploration bonus)"
 
-    def __init__(self, exploration: float = 2.0, batch: int | None = None) -> None:
-        if not isinstance(exploration, int | float) or not exploration > 0:
-            raise ConfigError(f"exploration must be a positive number; got {exploration!r}")
-        self.exploration = float(exploration)
-        self.batch = check_positive_int("batch", batch)
-
-    def params(self) -> dict[str, Any]:
-        return {"exploration": self.exploration, "batch": self.batch}
+    # Rewards lie in [0, 1]: past 100 the bonus swamps any difference in estimates.
+    exploration: float = number(
+        2.0, low=0, high=100, low_open=True, help="weight of the exploration bonus (UCB1: 2)"
+    )
+    batch: int | None = batch_param()
 
     def start(self, history: History, rng: np.random.Generator) -> None:
         super().start(history, rng)

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from greenrunner.web.auth import require_token
 from greenrunner.web.db import MAX_ID, MAX_KEY_CHARS
@@ -80,7 +80,11 @@ class ExperimentIn(BaseModel):
     )
     budget_unit: Literal["calls", "macs"] = "calls"
     seed: int = Field(0, ge=0, lt=2**31)
-    params: dict[str, float | int | str] = Field({}, description="strategy parameters")
+    # Strict: kept as sent (true stays a bool, "0.2" stays text), so the strategy's own
+    # declarations judge them and name the rule they break (400), not a silent cast.
+    params: dict[str, StrictFloat | StrictInt | StrictStr | StrictBool | None] = Field(
+        {}, description='strategy parameters, e.g. {"delta": 0.01} for racing'
+    )
 
 
 class WeightsIn(BaseModel):

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from rich.console import Console
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from greenrunner import __version__
 from greenrunner.errors import GreenRunnerError
@@ -62,6 +63,8 @@ def create_app(
     app.state.service = service
     app.state.form_tokens = csrf.FormTokens(csrf.load_secret(settings.data_dir))
     app.state.guess_limiter = guess_limiter or GuessLimiter()
+    # Where ?token= is honoured (web.auth.credentials): the pages and /login, nothing else.
+    app.state.page_routes = (*auth.router.routes, *pages.router.routes)
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(GreenRunnerError, _user_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
@@ -70,8 +73,9 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     # Added last, so they run first: a locked-out guesser and a cross-site request are
     # refused from their headers, before any body is read.
-    app.add_middleware(TokenGuessLimit, cookie=auth.COOKIE)
+    app.add_middleware(TokenGuessLimit, cookie=auth.COOKIE, locked_for=auth.locked_for)
     app.add_middleware(csrf.SameOriginOnly)
+    app.add_middleware(UnexpectedErrors)  # outermost: it also covers the middlewares
     app.include_router(auth.router)
     app.include_router(api.router)
     app.include_router(pages.router)  # pages check the token themselves, with a page
@@ -135,14 +139,64 @@ async def _user_error(_: Request, exc: GreenRunnerError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=400)
 
 
-async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 with one readable line in ``detail`` (and FastAPI's list in ``errors``)."""
+async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+    """422 with one readable line in ``detail`` (and FastAPI's list in ``errors``); a page
+    (``/experiments/abc``) answers a browser with a page."""
     parts = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
         parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
     detail = "invalid request: " + "; ".join(parts)
+    if wants_html(request):
+        return pages.error_page(request, detail, 422)
     return JSONResponse({"detail": detail, "errors": _plain(exc.errors())}, status_code=422)
+
+
+UNEXPECTED_API = "internal error on the server; the server log has the details"
+
+
+class UnexpectedErrors:
+    """An exception no handler took, on any route or in any middleware: logged with its
+    traceback for the operator, answered 500 with a short message (a page for a browser,
+    JSON otherwise) and never re-raised, so the connection is not dropped and no traceback
+    reaches the client. (Starlette's own handler re-raises, and uvicorn then closes the
+    connection: a client on keep-alive saw a reset.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            # repr: the path is the client's text (a newline in it must not forge a line).
+            log.exception("%s %r failed", scope.get("method"), scope.get("path"))
+            if started:
+                return  # part of the answer is out: nothing more can be said
+            await _unexpected(scope)(scope, receive, send)
+
+
+def _unexpected(scope: Scope) -> Response:
+    request = Request(scope)
+    response: Response = JSONResponse({"detail": UNEXPECTED_API}, status_code=500)
+    try:
+        if wants_html(request):
+            response = pages.error_page(request, pages.UNEXPECTED, 500)
+    except Exception:  # the page itself failed: the JSON answer instead
+        log.exception("the error page failed too")
+    for name, value in csrf.NO_FRAMING:  # what csrf.SameOriginOnly adds to every answer
+        response.headers[name.decode()] = value.decode()
+    return response
 
 
 def _plain(errors: object) -> object:
@@ -160,8 +214,18 @@ def serve(settings: WebSettings, console: Console) -> None:
     import uvicorn
 
     app = create_app(settings)
+    proxies = list(settings.forwarded_allow_ips)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="info", access_log=True
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=True,
+        # uvicorn trusts X-Forwarded-For/-Proto from 127.0.0.1 by default: any local client
+        # could then choose its own address and escape the guess limit. Only the proxies
+        # the operator names (--forwarded-allow-ips) are trusted, and none by default.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or [],
     )
     auth.redact_access_log()  # after uvicorn configured its loggers
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -170,4 +234,6 @@ def serve(settings: WebSettings, console: Console) -> None:
     console.print(f"Data folder: {settings.data_dir}")
     if settings.token:
         console.print(f"Access token required: open {url}/login?token=<the token> once.")
+    if proxies:
+        console.print(f"X-Forwarded-For and X-Forwarded-Proto trusted from: {', '.join(proxies)}")
     uvicorn.Server(config).run()

@@ -124,9 +124,11 @@ def cross_site_reason(scope: Scope) -> str | None:
     own = own_origin(scope)
     for site in fetch_site:
         if site != "same-origin":
+            # The values browsers send as they are; anything else quoted (it is logged).
+            shown = site if site in ("cross-site", "same-site", "none") else repr(site[:40])
             return (
                 f"the browser says a page other than this server's sent it "
-                f"(Sec-Fetch-Site: {site[:40]})"
+                f"(Sec-Fetch-Site: {shown})"
             )
     for value in origins:
         if value.lower() == "null" and fetch_site:
@@ -185,13 +187,16 @@ def _refusal(scope: Scope, reason: str) -> Response:
     from greenrunner.web.limits import wants_html
 
     request = Request(scope)
-    log.warning("refused a cross-site %s %s: %s", scope["method"], scope["path"], reason)
+    # repr: the path is the client's text, decoded (%0a is a newline that would start a
+    # forged line); the reason quotes every header value it shows.
+    log.warning("refused a cross-site %r %r: %s", scope["method"], scope["path"], reason)
     message = (
         f"refused this {scope['method']} request because {reason}. GreenRunner accepts "
         "changes only from its own pages, so that another web page you visit cannot upload "
         "files or start runs here. If you meant to do this, open this server's own page and "
         "do it there; a script should send no Origin header, or this server's own origin "
-        "(behind a reverse proxy, pass the original Host header and X-Forwarded-Proto)"
+        "(behind a reverse proxy, pass the original Host header, set X-Forwarded-Proto and "
+        "start the server with --forwarded-allow-ips naming the proxy)"
     )
     if wants_html(request):
         from greenrunner.web.pages import error_page

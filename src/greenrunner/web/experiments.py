@@ -26,7 +26,7 @@ Row = TypeVar("Row", RepositoryRow, DatasetRow)
 
 def check_request(s: Session, request: ExperimentRequest) -> dict[str, Any]:
     """The experiment's stored fields, once every part of the request checks out."""
-    from greenrunner.strategies import create
+    from greenrunner.strategies import check_params
 
     repo = _lookup(s, RepositoryRow, request.repository)
     if repo is None:
@@ -54,8 +54,9 @@ def check_request(s: Session, request: ExperimentRequest) -> dict[str, Any]:
     seed = request.seed
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
         raise Rejected(f"seed must be an integer from 0 to 2147483647; got {seed!r}")
-    params = dict(request.params)
-    create(request.strategy, **params)  # an unknown strategy or parameter is named here
+    # An unknown strategy or parameter, or a value of the wrong type or out of range, is
+    # named here; what is stored is the checked values (the run checks them again).
+    params = check_params(request.strategy, request.params)
     budget = _budget(request.budget, request.budget_unit)
     check_use_case(request.use_case)
     if repo.kind == "uploaded" and dataset is not None:

@@ -27,6 +27,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from greenrunner.errors import GreenRunnerError
 from greenrunner.report import significant
@@ -51,8 +52,9 @@ router = APIRouter()
 TEMPLATES = Path(__file__).parent / "templates"
 UNEXPECTED = "Something went wrong on the server; the server log has the details."
 NEEDS_TOKEN = (
-    "This server needs its access token. Open /login?token=TOKEN once in this browser, with "
-    "the token the server was started with (--token or GREENRUNNER_TOKEN)."
+    "This server needs its access token. Open /login?token=TOKEN once in this browser (type or "
+    "paste it into the address bar), with the token the server was started with (--token or "
+    "GREENRUNNER_TOKEN)."
 )
 
 
@@ -122,9 +124,10 @@ Handler = Callable[..., Awaitable[Response]]
 
 
 def no_tracebacks(handler: Handler) -> Handler:
-    """Refuse a request without the server's token; answer a service refusal with its
-    message and status, anything else with a short message (logged with its traceback for
-    the operator, never shown to the user)."""
+    """Refuse a request without the server's token; answer a service refusal, and an HTTP
+    error raised on the way (Starlette's for a form it cannot parse: no multipart boundary,
+    too many fields, a field too large), with its message and status; anything else with a
+    short message (logged with its traceback for the operator, never shown to the user)."""
 
     @wraps(handler)
     async def wrapped(request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -138,8 +141,13 @@ def no_tracebacks(handler: Handler) -> Handler:
             return error_page(request, str(exc), exc.status)
         except GreenRunnerError as exc:
             return error_page(request, str(exc), 400)
+        except StarletteHTTPException as exc:
+            page = error_page(request, str(exc.detail), exc.status_code)
+            page.headers.update(exc.headers or {})
+            return page
         except Exception:
-            log.exception("page %s failed", request.url.path)
+            # repr: the path is the client's text (a newline must not forge a log line).
+            log.exception("page %r failed", request.url.path)
             return error_page(request, UNEXPECTED, 500)
 
     return wrapped

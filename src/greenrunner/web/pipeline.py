@@ -69,7 +69,17 @@ def execute(
     db: Database, settings: WebSettings, experiment_id: int, writer: ProgressWriter
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The result (``SelectionResult.to_dict()``) and the summary (source, note,
-    benchmark pick); raises GreenRunnerError for anything the user can fix."""
+    benchmark pick); raises GreenRunnerError for anything the user can fix. A web run
+    downloads nothing: torchvision weights load only from the torch cache."""
+    from greenrunner.adapters.torchvision import cached_only
+
+    with cached_only():
+        return _execute(db, settings, experiment_id, writer)
+
+
+def _execute(
+    db: Database, settings: WebSettings, experiment_id: int, writer: ProgressWriter
+) -> tuple[dict[str, Any], dict[str, Any]]:
     from greenrunner.api import select
 
     job = load_job(db, experiment_id)
@@ -135,8 +145,14 @@ def execute(
 def _open(models: str, data: str, settings: WebSettings, writer: ProgressWriter) -> Any:
     from greenrunner.api import open_real
 
+    # The operator's --allow-builder entries admitted the upload; the run's loader must
+    # admit the same builders (a package from site-packages is not the user's own code).
     return open_real(
-        Path(models), Path(data), use_cache=settings.use_cache, progress=writer.loading
+        Path(models),
+        Path(data),
+        use_cache=settings.use_cache,
+        progress=writer.loading,
+        allow_builders=settings.builders,
     )
 
 

@@ -226,7 +226,7 @@ class Runner:
         except Stopped:
             values = {"status": "interrupted", "error": STOPPED}
         except GreenRunnerError as exc:
-            log.info("experiment %d failed: %s", experiment_id, exc)
+            log.info("experiment %d failed: %r", experiment_id, str(exc))  # user text: repr
             values = {"status": "failed", "error": str(exc)}
         except Exception as exc:
             log.exception("experiment %d: unexpected error", experiment_id)

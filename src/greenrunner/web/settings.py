@@ -63,6 +63,32 @@ def _check_builders(entries: tuple[str, ...]) -> None:
             raise ConfigError(str(exc)) from None
 
 
+def parse_proxies(text: str) -> tuple[str, ...]:
+    """``--forwarded-allow-ips``: comma-separated addresses or networks of the reverse
+    proxies whose X-Forwarded-For and X-Forwarded-Proto are trusted."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _check_proxies(entries: tuple[str, ...]) -> tuple[str, ...]:
+    """Each trusted proxy as an address or network (canonical form); anything else is
+    refused: uvicorn would keep it as a name that never matches, or (``*``) trust every
+    client to say who it is, which lets any of them escape the limit on token guessing."""
+    out = []
+    for entry in entries:
+        text = str(entry).strip()
+        try:
+            out.append(
+                str(ipaddress.ip_network(text) if "/" in text else ipaddress.ip_address(text))
+            )
+        except ValueError:
+            raise ConfigError(
+                f"--forwarded-allow-ips takes the IP addresses or networks (10.0.0.0/8) of "
+                f"your reverse proxies, comma-separated; got {text[:100]!r}. '*' and host "
+                "names are refused: every client could then choose its own address"
+            ) from None
+    return tuple(out)
+
+
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive integer; got {value!r}")
@@ -85,6 +111,12 @@ class WebSettings:
     exactly, or ``module:*`` (see ``AllowList``).
     ``lease_seconds``: how long a run stays this server's without a heartbeat (renewed
     every fifth of it); after that, any server on the database may mark it interrupted.
+    ``check_memory_bytes`` and ``check_seconds``: what checking one uploaded repository's
+    models may take (memory beyond the libraries' own, wall-clock time), in a child process
+    (``web.modelcheck``); a model over them is refused.
+    ``forwarded_allow_ips``: the reverse proxies (addresses or networks) whose
+    X-Forwarded-For and X-Forwarded-Proto uvicorn trusts; empty (the default) trusts none,
+    so a client's address is always its socket's.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -98,10 +130,13 @@ class WebSettings:
     max_entry_bytes: int | None = None
     max_files: int = 20_000
     max_ratio: float = 200.0
+    check_memory_bytes: int = 2048 * MB
+    check_seconds: float = 300.0
     progress_interval: float = 0.5
     lease_seconds: float = 30.0
     use_cache: bool = True
     builders: tuple[str, ...] = DEFAULT_BUILDERS
+    forwarded_allow_ips: tuple[str, ...] = ()
     advisor: ProviderSettings = field(default_factory=ProviderSettings)
 
     def __post_init__(self) -> None:
@@ -110,13 +145,22 @@ class WebSettings:
             raise ConfigError(f"port must be an integer from 1 to 65535; got {self.port!r}")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"port must be an integer from 1 to 65535; got {self.port}")
-        for name in ("workers", "max_upload_bytes", "max_files"):
+        for name in ("workers", "max_upload_bytes", "max_files", "check_memory_bytes"):
             _positive_int(name, getattr(self, name))
         for name in ("max_extract_bytes", "max_entry_bytes"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
         if not (math.isfinite(self.max_ratio) and self.max_ratio > 1):
             raise ConfigError(f"max_ratio must be a number above 1; got {self.max_ratio!r}")
+        if not (
+            isinstance(self.check_seconds, int | float)
+            and not isinstance(self.check_seconds, bool)
+            and math.isfinite(self.check_seconds)
+            and self.check_seconds > 0
+        ):
+            raise ConfigError(
+                f"check_seconds must be a positive number of seconds; got {self.check_seconds!r}"
+            )
         if not (math.isfinite(self.progress_interval) and self.progress_interval >= 0):
             raise ConfigError(
                 f"progress_interval must be a non-negative number of seconds; "
@@ -150,6 +194,11 @@ class WebSettings:
                 "or bind to 127.0.0.1 and reach it through an SSH tunnel"
             )
         object.__setattr__(self, "builders", tuple(self.builders))
+        if isinstance(self.forwarded_allow_ips, str):
+            object.__setattr__(self, "forwarded_allow_ips", parse_proxies(self.forwarded_allow_ips))
+        object.__setattr__(
+            self, "forwarded_allow_ips", _check_proxies(tuple(self.forwarded_allow_ips))
+        )
         _check_builders(self.builders)
 
     @property

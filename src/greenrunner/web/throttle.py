@@ -1,15 +1,19 @@
 """A limit on guessing the access token: wrong tokens lock their client address out.
 
-Without it a client could try about 500 tokens a second. Every wrong token (a bearer
-header, the cookie, ``/login?token=`` or ``?token=`` on a page) counts against the address
-it came from; ``max_failures`` within ``window_s`` lock that address out for ``lockout_s``,
-and each further lockout doubles it up to ``max_lockout_s``. While locked, every request
-from the address (except static files) answers 429 with ``Retry-After``, the right token
-included: a guess must not be told apart from a wrong one. Other addresses are unaffected.
-An IPv6 client counts by its /64, which one machine usually has whole.
+Without it a client could try about 500 tokens a second. Every wrong token that is
+honoured (a bearer header, the cookie, ``/login?token=`` or ``?token=`` on a page: see
+:func:`greenrunner.web.auth.credentials`) counts against the address it came from;
+``max_failures`` within ``window_s`` lock that address out for ``lockout_s``, and each
+further lockout doubles it up to ``max_lockout_s``. While locked, every request from the
+address answers 429 with ``Retry-After``, the right token included: a guess must not be
+told apart from a wrong one. Only a static file requested without any token is exempt.
+Other addresses are unaffected. An IPv6 client counts by its /64, which one machine
+usually has whole.
 
-Behind a reverse proxy every client has the proxy's address unless the proxy passes
-``X-Forwarded-For`` and uvicorn trusts it (``--forwarded-allow-ips``).
+The address is the socket's peer: ``X-Forwarded-For`` is ignored unless the server was
+started with ``--forwarded-allow-ips`` naming the reverse proxy (then uvicorn takes the
+client from the header of requests that come from those addresses only). Behind a proxy
+without it, every client has the proxy's address.
 """
 
 from __future__ import annotations
@@ -122,17 +126,18 @@ def limiter_of(request: Request) -> GuessLimiter:
     return limiter
 
 
-def record_failure(request: Request) -> None:
+def record_failure(request: Request, key: str | None = None) -> None:
     """Count a wrong token once per request (the query token and the cookie may both be
-    wrong in one request)."""
+    wrong in one request) against ``key`` (default: the request's address)."""
     if getattr(request.state, "token_failure_counted", False):
         return
     request.state.token_failure_counted = True
-    key = client_key(request.scope)
+    key = key or client_key(request.scope)
     lockout = limiter_of(request).failed(key)
     if lockout:
-        # The address, never the token: a log must not help guessing.
-        log.warning("too many wrong access tokens from %s: locked out for %.0f s", key, lockout)
+        # The address, never the token: a log must not help guessing. repr: behind a
+        # trusted proxy the address is text from a header.
+        log.warning("too many wrong access tokens from %r: locked out for %.0f s", key, lockout)
 
 
 def forget_cookie(request: Request) -> None:
@@ -142,11 +147,13 @@ def forget_cookie(request: Request) -> None:
 
 class TokenGuessLimit:
     """Answers 429 to every request from a locked-out address while the server has a
-    token. Pure ASGI: a locked client's upload is not even read. It also deletes the token
+    token; ``locked_for(scope)`` (:func:`greenrunner.web.auth.locked_for`) says for how
+    long. Pure ASGI: a locked client's upload is not even read. It also deletes the token
     cookie (named ``cookie``) from answers to requests whose cookie was wrong."""
 
-    def __init__(self, app: ASGIApp, cookie: str) -> None:
+    def __init__(self, app: ASGIApp, cookie: str, locked_for: Callable[[Scope], float]) -> None:
         self.app = app
+        self.locked_for = locked_for
         self.forget = f'{cookie}=""; Max-Age=0; Path=/; HttpOnly; SameSite=lax'.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -154,13 +161,10 @@ class TokenGuessLimit:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        if request.app.state.settings.token is not None and not scope["path"].startswith(
-            "/static/"
-        ):
-            wait = limiter_of(request).retry_after(client_key(scope))
-            if wait > 0:
-                await _locked(request, math.ceil(wait))(scope, receive, send)
-                return
+        wait = self.locked_for(scope)
+        if wait > 0:
+            await _locked(request, math.ceil(wait))(scope, receive, send)
+            return
 
         async def forgetting(message: Message) -> None:
             if message["type"] == "http.response.start" and getattr(

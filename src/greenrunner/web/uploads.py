@@ -3,7 +3,8 @@
 A repository zip holds ``.onnx`` files with a ``classes.txt`` (optionally sidecar JSON per
 model), or a ``manifest.toml`` with the files it names; every model is loaded once before
 the upload is accepted, so a corrupt file is refused now with its name, not mid-run
-(``modelcheck`` says what an uploaded manifest may not do).
+(``modelcheck`` says what an uploaded manifest may not do). The manifest is read and the
+models are loaded in a child process with memory and time limits, never in the server's.
 
 A dataset zip holds an ImageFolder (``<class>/<images>``, optionally inside one top
 folder), or one CSV of ``path,label`` with the images it names (paths relative to the CSV,
@@ -16,8 +17,9 @@ only once accepted; a rejected upload leaves nothing behind.
 
 from __future__ import annotations
 
-import csv
 import logging
+import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -26,7 +28,7 @@ from typing import IO, TypeVar
 from greenrunner.errors import DataError, GreenRunnerError
 from greenrunner.web.archive import UploadTooLarge, receive, remove, safe_extract
 from greenrunner.web.db import DatasetRow, RepositoryRow
-from greenrunner.web.modelcheck import check_manifest, inside, load_each
+from greenrunner.web.modelcheck import CheckLimits, check_repository
 from greenrunner.web.settings import WebSettings
 
 __all__ = ["UploadTooLarge", "add_dataset", "add_repository"]
@@ -94,11 +96,49 @@ def _receive(
         remove(staging)
 
 
+# An absolute path (two parts or more) that is not inside a word, a URL or a relative path.
+_ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[^\s/'\"(),;:]+/)+([^\s/'\"(),;:]*)")
+
+
 def _relative(text: str, staging: Path) -> str:
-    """A message naming files inside the upload, not the server's folders."""
+    """A message naming files inside the upload, not the server's folders: paths inside
+    the upload become relative to it, and a path in one of the server's own folders (home,
+    data, caches, Python's, temporary, working) is cut to its last part. Other absolute
+    paths are left as they are: those come from the upload's own text."""
     for folder in (str(staging.resolve()), str(staging)):
         text = text.replace(folder + "/", "").replace(folder, "the zip")
-    return text
+    prefixes = _server_folders(staging)
+
+    def cut(match: re.Match[str]) -> str:
+        path = match.group(0)
+        return f".../{match.group(1)}" if path.startswith(prefixes) else path
+
+    return _ABSOLUTE.sub(cut, text)
+
+
+def _server_folders(staging: Path) -> tuple[str, ...]:
+    import sys
+    import tempfile
+
+    from greenrunner.evaluation.cache import cache_home
+
+    env = os.environ
+    folders = {
+        Path.home(),
+        staging.parent.parent,  # the data folder
+        cache_home(),
+        Path(env.get("TORCH_HOME") or Path(env.get("XDG_CACHE_HOME") or "~/.cache") / "torch"),
+        Path(sys.prefix),
+        Path(sys.base_prefix),
+        Path(tempfile.gettempdir()),
+        Path.cwd(),
+    }
+    out = set()
+    for folder in folders:
+        for variant in (folder.expanduser(), folder.expanduser().resolve()):
+            if len(variant.parts) > 1:  # never "/" itself
+                out.add(str(variant).rstrip("/") + "/")
+    return tuple(sorted(out, key=len, reverse=True))
 
 
 def _content_root(folder: Path, *, stop: Callable[[Path], bool]) -> Path:
@@ -115,21 +155,17 @@ def _content_root(folder: Path, *, stop: Callable[[Path], bool]) -> Path:
 # --- repositories -------------------------------------------------------------------------
 def add_repository(settings: WebSettings, filename: str, fileobj: IO[bytes]) -> RepositoryRow:
     def accept(folder: Path, new_id: str) -> RepositoryRow:
-        from greenrunner.repositories.models import open_models
-
         root = _content_root(
             folder, stop=lambda p: (p / "manifest.toml").is_file() or any(p.glob("*.onnx"))
         )
         manifest = root / "manifest.toml"
-        if manifest.is_file():
-            check_manifest(manifest, root, settings.builders)
-        elif not any(root.glob("*.onnx")):
+        if not manifest.is_file() and not any(root.glob("*.onnx")):
             raise DataError(
                 "the zip holds neither a manifest.toml nor .onnx files; upload a zip of .onnx "
                 "models with a classes.txt (one class per line), or a manifest.toml with its files"
             )
-        repo = open_models(root)
-        load_each(repo.specs, root)
+        limits = CheckLimits(settings.check_memory_bytes, settings.check_seconds)
+        repo = check_repository(root, settings.builders, limits)
         return RepositoryRow(
             id=new_id,
             name=repo.name if manifest.is_file() else _display_name(filename),
@@ -137,8 +173,8 @@ def add_repository(settings: WebSettings, filename: str, fileobj: IO[bytes]) -> 
             path=str(root),
             description=repo.description
             if manifest.is_file()
-            else (f"{len(repo.specs)} ONNX model(s) uploaded as {_display_name(filename)}.zip"),
-            n_models=len(repo.specs),
+            else (f"{repo.n_models} ONNX model(s) uploaded as {_display_name(filename)}.zip"),
+            n_models=repo.n_models,
         )
 
     return _receive(settings, "r", filename, fileobj, accept)
@@ -157,7 +193,9 @@ def add_dataset(settings: WebSettings, filename: str, fileobj: IO[bytes]) -> Dat
         root = _content_root(folder, stop=_looks_like_data)
         target = _data_target(root)
         try:
-            dataset = open_dataset(target)
+            # A CSV names images only inside the upload and has at most max_files rows:
+            # open_dataset checks both, each distinct image once.
+            dataset = open_dataset(target, max_samples=settings.max_files, within=root)
         except DataError as exc:
             if str(exc).startswith("--data "):  # the CLI's wording for an unknown layout
                 raise DataError(
@@ -206,22 +244,4 @@ def _data_target(root: Path) -> Path:
             f"the zip holds {len(files)} data files ({', '.join(p.name for p in files[:4])}); "
             "keep exactly one CSV (or .npz)"
         )
-    if not files:
-        return root
-    if files[0].suffix.lower() == ".csv":
-        _check_csv_paths(files[0], root)
-    return files[0]
-
-
-def _check_csv_paths(path: Path, root: Path) -> None:
-    """A CSV may only name images inside the upload (not /etc/passwd, not ../..)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path.name}: cannot read it as UTF-8 text ({exc})") from None
-    for line, row in enumerate(csv.DictReader(text.splitlines()), start=2):
-        value = (row.get("path") or "").strip()
-        if value:
-            inside(path.parent, value, f"{path.name} line {line}: path")
-    if not path.parent.resolve().is_relative_to(root.resolve()):
-        raise DataError(f"{path.name}: must be inside the zip")
+    return files[0] if files else root
